@@ -1,0 +1,1 @@
+"""Data augmentation: ops on device and policies."""

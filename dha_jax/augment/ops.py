@@ -1,0 +1,268 @@
+"""The 14 RandAugment-style operations of DHA, batched, in pure JAX.
+
+Every op follows PIL (the reference DHA/RandAugment use) with magnitude
+m in [-1, 1]: |m| is the strength (m = 0 is the identity) and the sign a
+direction where the op has one. Each image of a batch gets its own op, yet
+no image pays for all 14: one stage runs three cheap batch-wide kernels,
+
+* one bilinear warp (geometric ops; other images get the identity matrix),
+* one blend ``degenerate + f (img - degenerate)`` (the ImageEnhance ops),
+* one 256-entry lookup table per image and channel (AutoContrast, Equalize,
+  Posterize, Solarize),
+
+and keeps, per image, the output of the kernel its op belongs to. The
+enhance and table ops work on 8-bit levels round(255 x) and reproduce PIL's
+uint8 results exactly, divided by 255.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dha_jax.augment import geometry
+
+OP_NAMES = (
+    "AutoContrast", "Equalize", "Rotate", "Posterize", "Solarize", "Color",
+    "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX",
+    "TranslateY", "Identity",
+)
+_ID = {name: i for i, name in enumerate(OP_NAMES)}
+_ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")
+_TABLE_OPS = ("AutoContrast", "Equalize", "Posterize", "Solarize")
+
+POSTERIZE_BITS = 4  # Bits dropped at |m| = 1 (8 - 4 = 4 kept).
+# ImageEnhance factor is 1 + 0.9 m. 0.9 is split into two float32 parts so
+# the float32 factor rounds like PIL's (double 1 + 0.9 m, cast to float).
+_ENHANCE_HI = np.float32(0.9)
+_ENHANCE_LO = np.float32(0.9 - float(_ENHANCE_HI))
+
+
+def _op_is(ops, names):
+    """Per-image [N] mask: the image's op is one of ``names``."""
+    return jnp.any(ops[:, None] == jnp.array([_ID[n] for n in names]), axis=1)
+
+
+def _per_image(values, ndim):
+    """Reshapes [N] values to broadcast against an ndim-array batch."""
+    return values.reshape(values.shape + (1,) * (ndim - 1))
+
+
+# ----------------------------------------------------------------- geometry
+
+
+def _geometry_matrices(ops, m, height, width):
+    """[N, 2, 3] PIL affine matrix of each image (identity if not geometric)."""
+    candidates = {
+        "Rotate": geometry.rotate(m, height, width),
+        "ShearX": geometry.shear_x(m),
+        "ShearY": geometry.shear_y(m),
+        "TranslateX": geometry.translate_x(m, width),
+        "TranslateY": geometry.translate_y(m, height),
+    }
+    matrices = geometry.identity(m)
+    for name, matrix in candidates.items():
+        matrices = jnp.where(_per_image(ops == _ID[name], 3), matrix, matrices)
+    return matrices
+
+
+# ------------------------------------------------------------------ enhance
+
+
+def _luminance(q):
+    """PIL's RGB -> L conversion on int levels: [N, H, W, C] -> [N, H, W, 1]."""
+    if q.shape[-1] == 1:
+        return q
+    r, g, b = q[..., 0:1], q[..., 1:2], q[..., 2:3]
+    return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+
+
+def _smooth(q):
+    """PIL's ImageFilter.SMOOTH (3x3, weights 1 and centre 5, sum 13).
+
+    The interior is rounded half-up (S/13 never lands on .5, so float is
+    exact); PIL copies the border pixels unchanged.
+    """
+    _, height, width, _ = q.shape
+    total = 4 * q[:, 1:-1, 1:-1]
+    for dy in range(3):
+        for dx in range(3):
+            total = total + q[:, dy:dy + height - 2, dx:dx + width - 2]
+    interior = jnp.floor(total.astype(jnp.float32) / 13.0 + 0.5)
+    return q.at[:, 1:-1, 1:-1].set(interior.astype(q.dtype))
+
+
+def _degenerate(q, ops):
+    """The image ImageEnhance blends towards, chosen per image.
+
+    Color: the L-converted image; Contrast: the L image's mean rounded
+    half-up (an exact integer formula for PIL's int(mean + 0.5));
+    Brightness: black; Sharpness: the SMOOTH-filtered image.
+    """
+    gray = _luminance(q)
+    pixels = q.shape[1] * q.shape[2]
+    total = jnp.sum(gray, axis=(1, 2, 3), keepdims=True)
+    mean = (2 * total + pixels) // (2 * pixels)
+    choices = {
+        "Color": jnp.broadcast_to(gray, q.shape),
+        "Contrast": jnp.broadcast_to(mean, q.shape),
+        "Sharpness": _smooth(q),
+    }
+    degenerate = jnp.zeros_like(q)  # Brightness, and unused for other ops.
+    for name, value in choices.items():
+        degenerate = jnp.where(_per_image(ops == _ID[name], 4), value, degenerate)
+    return degenerate
+
+
+def _enhance(q, ops, m):
+    """PIL Image.blend(degenerate, image, 1 + 0.9 m) on levels.
+
+    PIL evaluates ``d + f (x - d)`` in float32 and truncates to uint8 after
+    clipping; the same float32 steps give the same levels.
+    """
+    factor = (1.0 + m * _ENHANCE_HI) + m * _ENHANCE_LO
+    degenerate = _degenerate(q, ops).astype(jnp.float32)
+    diff = q.astype(jnp.float32) - degenerate
+    blended = degenerate + _per_image(factor, 4) * diff
+    return jnp.clip(jnp.floor(blended), 0, 255).astype(jnp.int32)
+
+
+# ------------------------------------------------------------ lookup tables
+
+_LEVELS = jnp.arange(256, dtype=jnp.int32)
+
+
+def _autocontrast_undershoots():
+    """Sorted keys lo*2^16 + hi*2^8 + v where PIL's autocontrast is 1 low.
+
+    PIL computes int(v * s - lo * s) with s = 255 / (hi - lo) in doubles.
+    That equals floor((v - lo) 255 / (hi - lo)) except where the quotient is
+    an exact integer and rounding lands just below it. float32 cannot
+    replay double rounding, so those (few thousand) cases are listed here,
+    found with numpy doubles replaying PIL's arithmetic.
+    """
+    keys = []
+    v = np.arange(256)
+    for lo in range(255):
+        hi = np.arange(lo + 1, 256)[:, None]
+        scale = 255.0 / (hi - lo)
+        pil = (v * scale + (-lo * scale)).astype(np.int64)
+        exact = ((v - lo) * 255) // (hi - lo)
+        low = (pil != exact) & (v >= lo) & (v <= hi)
+        his, vs = np.nonzero(low)
+        keys.append(lo * 65536 + (his + lo + 1) * 256 + vs)
+    return np.sort(np.concatenate(keys)).astype(np.int32)
+
+
+_AUTOCONTRAST_UNDERSHOOTS = _autocontrast_undershoots()
+
+
+def _autocontrast_table(q):
+    """PIL ImageOps.autocontrast: per channel, min..max -> 0..255."""
+    lo = jnp.min(q, axis=(1, 2))[..., None]  # [N, C, 1]
+    hi = jnp.max(q, axis=(1, 2))[..., None]
+    span = jnp.maximum(hi - lo, 1)
+    table = jnp.clip(((_LEVELS - lo) * 255) // span, 0, 255)
+    keys = jnp.asarray(_AUTOCONTRAST_UNDERSHOOTS)
+    key = lo * 65536 + hi * 256 + _LEVELS
+    index = jnp.clip(jnp.searchsorted(keys, key), 0, keys.shape[0] - 1)
+    table = table - (keys[index] == key).astype(jnp.int32)
+    return jnp.where(hi > lo, table, _LEVELS)  # PIL leaves flat channels.
+
+
+def _histogram(q):
+    """[N, C, 256] pixel counts per image and channel."""
+    n, height, width, c = q.shape
+    rows = jnp.arange(n * c).reshape(n, 1, 1, c)
+    flat_bins = (rows * 256 + q).reshape(-1)
+    counts = jnp.zeros(n * c * 256, jnp.int32).at[flat_bins].add(1)
+    return counts.reshape(n, c, 256)
+
+
+def _equalize_table(q):
+    """PIL ImageOps.equalize per channel.
+
+    step = (pixels - count of the top level) // 255; level v maps to
+    (step // 2 + #pixels below v) // step; step 0 (which includes a flat
+    channel) keeps the channel unchanged. Levels past 255 are clipped
+    (PIL's lut is saturated when applied).
+    """
+    hist = _histogram(q)
+    pixels = q.shape[1] * q.shape[2]
+    top = jnp.max(q, axis=(1, 2))[..., None]  # [N, C, 1]
+    top_count = jnp.take_along_axis(hist, top, axis=2)
+    step = (pixels - top_count) // 255
+    below = jnp.cumsum(hist, axis=2) - hist
+    table = jnp.clip((step // 2 + below) // jnp.maximum(step, 1), 0, 255)
+    return jnp.where(step > 0, table, _LEVELS)
+
+
+def _posterize_table(m):
+    """PIL ImageOps.posterize keeping 8 - round(4 |m|) bits."""
+    dropped = jnp.round(POSTERIZE_BITS * jnp.abs(m)).astype(jnp.int32)
+    dropped = dropped[:, None, None]
+    return (_LEVELS >> dropped) << dropped
+
+
+def _solarize_table(m):
+    """PIL ImageOps.solarize with threshold 256 (1 - |m|)."""
+    threshold = (256.0 * (1.0 - jnp.abs(m)))[:, None, None]
+    return jnp.where(_LEVELS >= threshold, 255 - _LEVELS, _LEVELS)
+
+
+def _table(q, ops, m):
+    """[N, C, 256] lookup table of each image's table op (else identity)."""
+    shape = (q.shape[0], q.shape[-1], 256)
+    choices = {
+        "AutoContrast": _autocontrast_table(q),
+        "Equalize": _equalize_table(q),
+        "Posterize": jnp.broadcast_to(_posterize_table(m), shape),
+        "Solarize": jnp.broadcast_to(_solarize_table(m), shape),
+    }
+    table = jnp.broadcast_to(_LEVELS, shape)
+    for name, value in choices.items():
+        table = jnp.where(_per_image(ops == _ID[name], 3), value, table)
+    return table
+
+
+def _look_up(q, table):
+    """out[n, h, w, c] = table[n, c, q[n, h, w, c]]."""
+    n, _, _, c = q.shape
+    flat = table.reshape(n, c * 256)
+    index = (q + 256 * jnp.arange(c)).reshape(n, -1)
+    return jnp.take_along_axis(flat, index, axis=1).reshape(q.shape)
+
+
+# ------------------------------------------------------------------- public
+
+
+@jax.jit
+def apply(images, ops, magnitudes):
+    """Applies op ``ops[k]`` with magnitude ``magnitudes[k]`` to image k.
+
+    images: float32 [N, H, W, C] in [0, 1], C in {1, 3}; ops: int [N]
+    indices into OP_NAMES; magnitudes: float [N] in [-1, 1].
+    Returns float32 [N, H, W, C] in [0, 1].
+    """
+    images = jnp.asarray(images, jnp.float32)
+    ops = jnp.asarray(ops, jnp.int32)
+    m = jnp.asarray(magnitudes, jnp.float32)
+    height, width = images.shape[1:3]
+
+    warped = geometry.warp(images, _geometry_matrices(ops, m, height, width))
+    q = jnp.clip(jnp.round(images * 255.0), 0, 255).astype(jnp.int32)
+    enhanced = _enhance(q, ops, m).astype(jnp.float32) / 255.0
+    looked_up = _look_up(q, _table(q, ops, m)).astype(jnp.float32) / 255.0
+
+    out = jnp.where(_per_image(_op_is(ops, _ENHANCE_OPS), 4), enhanced, warped)
+    return jnp.where(_per_image(_op_is(ops, _TABLE_OPS), 4), looked_up, out)
+
+
+@jax.jit
+def apply_pair(images, op_a, op_b, mag_a, mag_b):
+    """Per image k: op_a[k] with mag_a[k], then op_b[k] with mag_b[k].
+
+    Exactly ``apply(apply(images, op_a, mag_a), op_b, mag_b)``: two warps
+    rather than one composed warp, so a pair means the same as its ops in
+    sequence (and as PIL applied twice).
+    """
+    return apply(apply(images, op_a, mag_a), op_b, mag_b)

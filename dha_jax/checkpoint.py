@@ -1,0 +1,98 @@
+"""Orbax checkpoints of the whole TrainState in <workdir>/checkpoints.
+
+Saves are asynchronous; a run started again in the same workdir resumes from the latest
+one. The run's config is stored beside them and a different config is refused, so a
+checkpoint is never silently overwritten by an incompatible run.
+"""
+
+import json
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+# Fields that may change between a run and its resumption (they do not change the maths
+# of the steps already taken): logging, checkpoint cadence, the length of the run, where
+# the data lives.
+MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', 'progress',
+              'eval_every_epochs', 'num_epochs', 'num_steps', 'dataset.data_dir')
+
+
+class IncompatibleCheckpoint(ValueError):
+  pass
+
+
+def _flatten(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def config_differences(old: dict, new: dict):
+  a, b = _flatten(old), _flatten(new)
+  return sorted(k for k in set(a) | set(b) if k not in MAY_DIFFER and a.get(k) != b.get(k))
+
+
+class Checkpointer:
+
+  def __init__(self, workdir, config, every_steps, keep):
+    self.dir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self.every = every_steps
+    self._check_config(workdir, config)
+    opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                        enable_async_checkpointing=True)
+    self.manager = ocp.CheckpointManager(self.dir, options=opts)
+
+  def _check_config(self, workdir, config):
+    path = os.path.join(workdir, 'config.json')
+    new = json.loads(config.to_json_best_effort())
+    has_ckpt = os.path.isdir(self.dir) and any(
+        n.isdigit() for n in os.listdir(self.dir))
+    if has_ckpt and os.path.exists(path):
+      with open(path) as f:
+        old = json.load(f)
+      diff = config_differences(old, new)
+      if diff:
+        shown = ', '.join(f'{k}: {_flatten(old).get(k)!r} -> {_flatten(new).get(k)!r}'
+                          for k in diff[:8])
+        raise IncompatibleCheckpoint(
+            f'{workdir} holds checkpoints of a run with a different config ({shown}). '
+            'Use a new --workdir, or delete its checkpoints/ to start over.')
+    if jax.process_index() == 0:
+      os.makedirs(workdir, exist_ok=True)
+      with open(path, 'w') as f:
+        f.write(json.dumps(new, indent=2, sort_keys=True))
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def restore(self, state):
+    """Returns (state, restored?) — the latest checkpoint laid out like `state`."""
+    step = self.manager.latest_step()
+    if step is None:
+      return state, False
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, state)
+    try:
+      restored = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except (ValueError, KeyError, TypeError) as e:
+      raise IncompatibleCheckpoint(
+          f'checkpoint {self.dir}/{step} does not match this run\'s state ({e}). Use a new '
+          '--workdir, or delete the checkpoints to start over.') from e
+    return restored, True
+
+  def should_save(self, step):
+    return self.every > 0 and step % self.every == 0
+
+  def save(self, state, step, force=False):
+    self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()

@@ -1,0 +1,64 @@
+"""Run outputs: metrics.jsonl, TensorBoard (clu) and the console progress line."""
+
+import json
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+from clu import metric_writers
+
+
+def _scalar(v):
+  v = np.asarray(v)
+  return v.item() if v.size == 1 else v.tolist()
+
+
+class MetricsWriter:
+  """Appends one JSON object per logged step; on resume, drops lines past the restored
+  step so the file matches an uninterrupted run."""
+
+  def __init__(self, workdir, resume_step: int):
+    self.is_main = jax.process_index() == 0
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    if self.is_main and os.path.exists(self.path):
+      with open(self.path) as f:
+        keep = [l for l in f if l.strip() and json.loads(l).get('step', 0) <= resume_step]
+      with open(self.path, 'w') as f:
+        f.writelines(keep)
+    self.tb = metric_writers.create_default_writer(
+        workdir, just_logging=not self.is_main, asynchronous=True)
+
+  def write(self, step: int, scalars: dict):
+    scalars = {k: _scalar(v) for k, v in scalars.items()}
+    if self.is_main:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps({'step': int(step), **scalars}) + '\n')
+    flat = {k: v for k, v in scalars.items() if isinstance(v, (int, float))}
+    self.tb.write_scalars(int(step), flat)
+
+  def write_images(self, step: int, images: dict):
+    self.tb.write_images(int(step), images)
+
+  def close(self):
+    self.tb.flush()
+    self.tb.close()
+
+
+class Progress:
+  """One console line per log step: step, epoch, loss, accuracy, speed, ETA."""
+
+  def __init__(self, total_steps, start_step, enabled=True):
+    self.total, self.enabled = total_steps, enabled and jax.process_index() == 0
+    self.t0, self.s0 = time.time(), start_step
+
+  def __call__(self, step, epoch, metrics, steps_per_sec):
+    if not self.enabled:
+      return
+    done = step - self.s0
+    eta = (self.total - step) / max(steps_per_sec, 1e-9) if done else float('nan')
+    eta_s = time.strftime('%H:%M:%S', time.gmtime(eta)) if np.isfinite(eta) else '?'
+    print(f'step {step}/{self.total} epoch {epoch:.2f} loss {metrics["train/loss"]:.4f} '
+          f'acc {metrics["train/accuracy"]:.3f} lr {metrics["lr"]:.3g} '
+          f'{steps_per_sec:.2f} steps/s ETA {eta_s}', file=sys.stderr, flush=True)

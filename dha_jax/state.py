@@ -1,0 +1,58 @@
+"""TrainState: ONE pytree with every parameter group, its optimizer state, the search
+state and the PRNG key. A checkpoint is this pytree; nothing else is needed to resume."""
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+GROUPS = ('net', 'arch', 'policy')
+
+
+class TrainState(flax.struct.PyTreeNode):
+  step: jax.Array
+  params: dict        # {'net': theta, 'arch': alpha (or ISTA codes b), 'policy': tau}
+  hparams: dict       # eta, in the space it is optimised in (see dha_jax/hpo)
+  batch_stats: Any
+  opt_state: dict     # {'net': inject_hyperparams state, 'arch', 'policy', 'hparams'}
+  nas_state: Any      # non-differentiable search state (samples, masks, supports, ...)
+  rng: jax.Array      # base key; step t uses fold_in(rng, t), so resume is exact
+
+
+def optimizers(config, strategy, policy, hpo):
+  """One optax transform per group; empty groups get optax.identity()."""
+  from dha_jax import optim  # pylint: disable=g-import-not-at-top
+  return {'net': optim.net_optimizer(config), 'arch': strategy.optimizer(),
+          'policy': policy.optimizer(), 'hparams': hpo.optimizer()}
+
+
+def create(config, strategy, policy, hpo, txs, image_shape, rng) -> TrainState:
+  """Initialises every group on the host (replicated later by the mesh)."""
+  k_net, k_pol, k_state = jax.random.split(rng, 3)
+  dummy = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
+  net, batch_stats, arch, nas_state = strategy.init(k_net, dummy)
+  params = {'net': net, 'arch': arch, 'policy': policy.init(k_pol)}
+  hparams = hpo.init()
+  opt_state = {g: txs[g].init(params[g]) for g in GROUPS}
+  opt_state['hparams'] = txs['hparams'].init(hparams)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, hparams=hparams,
+                    batch_stats=batch_stats, opt_state=opt_state, nas_state=nas_state,
+                    rng=k_state)
+
+
+def num_params(tree) -> int:
+  return int(sum(x.size for x in jax.tree_util.tree_leaves(tree)))
+
+
+def set_hyperparams(opt_state, values: dict):
+  """Returns the inject_hyperparams state with eta replaced (values may be traced)."""
+  hp = dict(opt_state.hyperparams)
+  for k, v in values.items():
+    hp[k] = jnp.asarray(v, jnp.asarray(hp[k]).dtype)
+  return opt_state._replace(hyperparams=hp)
+
+
+def identity_tx():
+  return optax.identity()

@@ -1,0 +1,125 @@
+"""Pure, compiled step functions. No I/O, no Python side effects.
+
+train_step does, for one batch (METHOD.md section 1): standard pre-processing and the
+augmentation policy on device, the network forward through the architecture strategy,
+per-sample losses, ONE jax.grad for theta, alpha and tau, the theta update with eta and
+the eta update, everything averaged over the 'data' axis.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dha_jax import parallel, preprocess
+from dha_jax import state as state_lib
+
+
+def sample_keys(step_key, batch_size):
+  """One key per sample, from its GLOBAL index: the same on 1 and on N devices."""
+  first = parallel.device_index() * batch_size
+  return jax.vmap(lambda i: jax.random.fold_in(step_key, i))(first + jnp.arange(batch_size))
+
+
+def cross_entropy(logits, labels, smoothing=0.0):
+  """Per-sample cross-entropy with optional label smoothing."""
+  onehot = jax.nn.one_hot(labels, logits.shape[-1])
+  if smoothing:
+    onehot = onehot * (1 - smoothing) + smoothing / logits.shape[-1]
+  return optax.softmax_cross_entropy(logits, onehot)
+
+
+class Components:
+  """The static parts a step closes over: strategy, policy, eta handler, optimizers."""
+
+  def __init__(self, config, strategy, policy, hpo, txs, lr_factor):
+    self.config, self.strategy, self.policy, self.hpo = config, strategy, policy, hpo
+    self.txs, self.lr_factor = txs, lr_factor
+
+  def prepare_eval(self, images):
+    d = self.config.dataset
+    x = preprocess.eval_transform(preprocess.to_float(images), self.config.preprocess)
+    return preprocess.normalize(x, d.mean, d.std)
+
+  def eta(self, state):
+    """eta as the optimizer takes it at this step (learned value x base schedule)."""
+    v = dict(self.hpo.values(state.hparams))
+    if self.hpo.use_schedule:
+      v['learning_rate'] = v['learning_rate'] * self.lr_factor(state.step)
+    return v
+
+
+def make_train_step(c: Components):
+  cfg = c.config
+
+  def train_step(state, batch):
+    step_key = jax.random.fold_in(state.rng, state.step)
+    k_data, k_policy, k_arch = jax.random.split(step_key, 3)
+    labels = batch['label']
+    n = labels.shape[0]
+    images = preprocess.train_transform(preprocess.to_float(batch['image']),
+                                        sample_keys(k_data, n), cfg.preprocess)
+    searching = c.strategy.searching(state.nas_state)
+    images, pol_aux = c.policy.augment(state.params['policy'], images,
+                                       sample_keys(k_policy, n), searching)
+    images = preprocess.normalize(images, cfg.dataset.mean, cfg.dataset.std)
+    # Each device samples its own architecture (DSNAS); augmentations are per sample.
+    arch_key = jax.random.fold_in(k_arch, parallel.device_index())
+
+    def loss_fn(params):
+      logits, new_bs, aux = c.strategy.apply(params['net'], state.batch_stats,
+                                             params['arch'], state.nas_state, images,
+                                             arch_key, train=True)
+      losses = cross_entropy(logits, labels, cfg.label_smoothing)
+      loss = jnp.mean(losses)
+      total = (loss + c.strategy.arch_loss(params['arch'], state.nas_state, aux)
+               + c.policy.loss(params['policy'], pol_aux, jax.lax.stop_gradient(losses)))
+      acc = jnp.mean(jnp.argmax(logits, -1) == labels)
+      return total, (loss, acc, new_bs, aux)
+
+    grads, (loss, acc, new_bs, aux) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads = parallel.pmean(grads)
+    eta = c.eta(state)
+    new_params, new_opt = {}, dict(state.opt_state)
+    net_opt = state_lib.set_hyperparams(state.opt_state['net'], eta)
+    updates, new_opt['net'] = c.txs['net'].update(grads['net'], net_opt, state.params['net'])
+    new_params['net'] = optax.apply_updates(state.params['net'], updates)
+    for g in ('arch', 'policy'):
+      updates, new_opt[g] = c.txs[g].update(grads[g], state.opt_state[g], state.params[g])
+      new_params[g] = optax.apply_updates(state.params[g], updates)
+    new_params['arch'] = c.strategy.mask_update(state.params['arch'], new_params['arch'],
+                                                state.nas_state)
+    new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt,
+                              batch_stats=parallel.pmean(new_bs),
+                              nas_state=c.strategy.after_step(state.nas_state, aux))
+    metrics = parallel.pmean({'train/loss': loss, 'train/accuracy': acc})
+    metrics.update({'lr': eta['learning_rate'], 'weight_decay': eta['weight_decay']})
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(c: Components):
+  """Sums of loss, top-1/top-5 hits and counts over the masked batch (psum'd)."""
+
+  def eval_step(state, batch):
+    images = c.prepare_eval(batch['image'])
+    logits, _, _ = c.strategy.apply(state.params['net'], state.batch_stats,
+                                    state.params['arch'], state.nas_state, images,
+                                    None, train=False)
+    mask = batch['mask']
+    losses = cross_entropy(logits, batch['label'])
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    hit5 = jnp.any(top5 == batch['label'][:, None], axis=-1)
+    out = {'loss': jnp.sum(losses * mask),
+           'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
+           'correct5': jnp.sum(hit5 * mask), 'count': jnp.sum(mask)}
+    return parallel.psum(out)
+
+  return eval_step
+
+
+def compile_steps(c: Components, mesh):
+  R, S = parallel.REPLICATED, parallel.SHARDED
+  train = parallel.data_parallel(make_train_step(c), mesh, (R, S), (R, R), donate_argnums=(0,))
+  evaluate = parallel.data_parallel(make_eval_step(c), mesh, (R, S), R)
+  return train, evaluate

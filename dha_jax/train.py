@@ -1,0 +1,191 @@
+"""The training loop: mesh, data, state (new or restored), steps, evaluation,
+checkpoints, logging, and the outputs of a run (result.json, plots)."""
+
+import json
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dha_jax import checkpoint, data, hpo, metrics_io, nas, optim, parallel
+from dha_jax import state as state_lib
+from dha_jax import steps
+from dha_jax.augment import policies
+from dha_jax.layers import conv
+
+
+class NonFiniteLoss(FloatingPointError):
+  pass
+
+
+class _Preemption:
+  """SIGTERM (preemption, `kill`, Slurm time limit) -> save at the next step and stop."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = None
+
+  def __enter__(self):
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+      self._old = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+def setup(config, mesh):
+  """Everything static a run needs: data, components, compiled steps, a fresh state."""
+  conv.set_default_impl(config.conv_impl)
+  parallel.check_divisible(config.batch_size, mesh)
+  parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
+  ds = data.load(config.dataset, config.seed)
+  steps_per_epoch = ds.num_examples('train') // config.batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(f'config.batch_size={config.batch_size} exceeds the training split '
+                     f'({ds.num_examples("train")} examples)')
+  total = config.num_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
+  strategy = nas.create(config, ds.num_classes)
+  policy = policies.create(config)
+  eta = hpo.create(config)
+  txs = state_lib.optimizers(config, strategy, policy, eta)
+  lr_factor = optim.schedule_factor(config, steps_per_epoch, total)
+  comps = steps.Components(config, strategy, policy, eta, txs, lr_factor)
+  image_shape = tuple(ds.image_shape)
+  if config.preprocess.image_size:
+    image_shape = (config.preprocess.image_size,) * 2 + image_shape[2:]
+  state = state_lib.create(config, strategy, policy, eta, txs, image_shape,
+                           jax.random.PRNGKey(config.seed))
+  return ds, comps, state, steps_per_epoch, total
+
+
+def evaluate(eval_step, state, ds, split, config, mesh, limit=None):
+  sums = None
+  for batch in ds.eval_iterator(split, config.eval_batch_size, jax.process_index(),
+                                jax.process_count(), limit):
+    out = eval_step(state, parallel.shard_batch(batch, mesh))
+    sums = out if sums is None else jax.tree_util.tree_map(jnp.add, sums, out)
+  sums = jax.device_get(sums)
+  n = max(float(sums['count']), 1.0)
+  return {f'{split}/loss': float(sums['loss']) / n,
+          f'{split}/accuracy': float(sums['correct']) / n,
+          f'{split}/top5': float(sums['correct5']) / n}
+
+
+def _all_finite(tree):
+  return all(bool(np.all(np.isfinite(x))) for x in jax.tree_util.tree_leaves(
+      jax.device_get(tree)) if np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+def train_and_evaluate(config, workdir: str, devices=None):
+  """Trains (or resumes) the run in `workdir`; returns the result dict (also result.json)."""
+  t_start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  mesh = parallel.make_mesh(devices)
+  ds, comps, state, steps_per_epoch, total = setup(config, mesh)
+  ckpt = checkpoint.Checkpointer(workdir, config, config.checkpoint_every_steps,
+                                 config.keep_checkpoints)
+  state = parallel.replicate(state, mesh)
+  state, resumed = ckpt.restore(state)
+  start = int(jax.device_get(state.step))
+  if resumed:
+    print(f'resumed from {ckpt.dir} at step {start}', flush=True)
+  train_step, eval_step = steps.compile_steps(comps, mesh)
+  writer = metrics_io.MetricsWriter(workdir, start)
+  progress = metrics_io.Progress(total, start, config.progress)
+  pi, pc = jax.process_index(), jax.process_count()
+  train_it = ds.train_iterator('train', config.batch_size, config.seed, start, pi, pc)
+  hpo_it = None
+  if comps.hpo.objective in ('val', 'train'):
+    split = 'val' if comps.hpo.objective == 'val' else 'train'
+    hpo_it = ds.train_iterator(split, config.batch_size, config.seed + 1, start, pi, pc)
+
+  step, t_log, s_log, preempted, last = start, time.time(), start, False, None
+  with _Preemption() as preemption:
+    while step < total:
+      batch = next(train_it)
+      if hpo_it is not None:
+        extra = next(hpo_it)
+        batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
+      state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
+      if last is not None and not np.isfinite(float(last['train/loss'])):
+        raise NonFiniteLoss(
+            f'the training loss became {float(last["train/loss"])} at step {step}; stopped. '
+            f'The last good checkpoint is kept in {ckpt.dir}. Lower config.lr or raise '
+            'config.optimizer.grad_clip_norm, then run again in a new workdir.')
+      last = metrics
+      step += 1
+      epoch_done = step % steps_per_epoch == 0
+      if step % config.log_every_steps == 0 or step == total or epoch_done:
+        metrics = jax.device_get(metrics)
+        now = time.time()
+        sps = (step - s_log) / max(now - t_log, 1e-9)
+        t_log, s_log = now, step
+        scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps}
+        scalars.update(comps.strategy.metrics(state.params['arch'], state.nas_state))
+        scalars.update(comps.policy.metrics(state.params['policy']))
+        if epoch_done and config.eval_every_epochs and (
+            step // steps_per_epoch) % config.eval_every_epochs == 0:
+          scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
+        writer.write(step, scalars)
+        progress(step, scalars['epoch'], scalars, sps)
+      if ckpt.should_save(step) or preemption.requested:
+        if not _all_finite(state.params):
+          raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
+                              f'last good checkpoint is kept in {ckpt.dir}.')
+        ckpt.save(state, step, force=preemption.requested)
+      if preemption.requested:
+        preempted = True
+        break
+
+  if not preempted and last is not None and not np.isfinite(float(last['train/loss'])):
+    raise NonFiniteLoss(f'the training loss became non-finite at step {step}; stopped. '
+                        f'The last good checkpoint is kept in {ckpt.dir}.')
+  if preempted:
+    ckpt.close()
+    writer.close()
+    print(f'SIGTERM: saved step {step} to {ckpt.dir}; run the same command to resume.',
+          flush=True)
+    return {'preempted': True, 'step': step}
+  if ckpt.latest_step() != step and _all_finite(state.params):
+    ckpt.save(state, step, force=True)
+  ckpt.close()
+  result = finish(config, workdir, state, ds, comps, eval_step, mesh, step,
+                  time.time() - t_start)
+  writer.write(step, {k: v for k, v in result.items() if isinstance(v, (int, float))})
+  writer.close()
+  return result
+
+
+def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time):
+  """Final test evaluation and result.json."""
+  result = evaluate(eval_step, state, ds, 'test', config, mesh)
+  if ds.num_classes <= 10:
+    result.pop('test/top5')
+  hp = jax.device_get(comps.eta(state))
+  result.update({
+      'num_params': state_lib.num_params(state.params['net']),
+      'wall_time_s': wall_time,
+      'steps': step,
+      'images_processed': step * config.batch_size,
+      'hparams': {k: float(v) for k, v in hp.items()},
+      'dataset': ds.name,
+      'devices': jax.device_count(),
+  })
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'result.json'), 'w') as f:
+      json.dump(result, f, indent=2)
+  print('result: ' + json.dumps({k: v for k, v in result.items()
+                                 if isinstance(v, (int, float))}), flush=True)
+  return result
