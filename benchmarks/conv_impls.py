@@ -28,9 +28,9 @@ def _conv(impl, **kw):
   return lambda x, w: conv.conv2d(x, w, impl=impl, **kw)
 
 
-def _variant(fn, **kw):
+def _variant(fn, strides=1, padding='SAME', dilation=1, groups=1):
   """A private formulation applied through the same geometry as conv2d."""
-  return lambda x, w: fn(x, w, conv._geom(x, w.shape[:2], **kw))  # pylint: disable=protected-access
+  return lambda x, w: fn(x, w, conv._geom(x, w.shape[:2], strides, padding, dilation, groups))  # pylint: disable=protected-access
 
 
 def _im2col_sum(x, w, g):
@@ -66,7 +66,7 @@ def cases(variants):
   ]:
     impls = {i: _conv(i, **kw) for i in ('xla', 'im2col', 'mixed')}
     if variants:
-      kw2 = dict(kw, padding='SAME', dilation=1)
+      kw2 = kw
       impls['im2col unchunked'] = _variant(p._im2col, **kw2)
       impls['im2col chunk4 no-remat'] = _variant(_chunked(p._im2col, 4, False), **kw2)
       impls['im2col chunk2'] = _variant(_chunked(p._im2col, 2), **kw2)
@@ -79,11 +79,11 @@ def cases(variants):
     kw = dict(strides=s, dilation=d, groups=64)
     impls = {i: _conv(i, **kw) for i in ('xla', 'im2col')}
     if variants:
-      impls['shift chunk8 remat'] = _variant(_chunked(p._depthwise, 8), padding='SAME', **kw)
+      impls['shift chunk8 remat'] = _variant(_chunked(p._depthwise, 8), **kw)
     out.append((name + ' 64ch 28x28', (N, 28, 28, 64), (k, k, 1, 64), impls))
   impls = {i: _conv(i) for i in ('xla', 'im2col')}
   if variants:
-    impls['einsum chunk8'] = _variant(_chunked(p._pointwise, 8, False), padding='SAME')
+    impls['einsum chunk8'] = _variant(_chunked(p._pointwise, 8, False))
   out.append(('1x1 64->128 28x28', (N, 28, 28, 64), (1, 1, 64, 128), impls))
   for name, fn in [('max_pool 3x3', conv.max_pool), ('avg_pool 3x3', conv.avg_pool)]:
     impls = {i: (lambda f, i: lambda x, w: f(x, 3, 1, 'SAME', impl=i) * w)(fn, i)
@@ -94,12 +94,12 @@ def cases(variants):
 
 def time_grad(fn, x, w, repeats):
   r = jnp.asarray(np.random.RandomState(1).randn(*jax.eval_shape(fn, x, w).shape), x.dtype)
-  step = jax.jit(jax.grad(lambda x, w: jnp.sum(fn(x, w) * r), argnums=(0, 1)))
-  jax.block_until_ready(step(x, w))
+  step = jax.jit(jax.grad(lambda x, w, r: jnp.sum(fn(x, w) * r), argnums=(0, 1)))
+  jax.block_until_ready(step(x, w, r))
   ts = []
   for _ in range(repeats):
     t = time.perf_counter()
-    jax.block_until_ready(step(x, w))
+    jax.block_until_ready(step(x, w, r))
     ts.append(time.perf_counter() - t)
   return 1e3 * float(np.median(ts))
 

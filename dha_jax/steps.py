@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import optax
 
 from dha_jax import parallel, preprocess
-from dha_jax import state as state_lib
 
 
 def sample_keys(step_key, batch_size):
@@ -40,11 +39,11 @@ class Components:
     x = preprocess.eval_transform(preprocess.to_float(images), self.config.preprocess)
     return preprocess.normalize(x, d.mean, d.std)
 
-  def eta(self, state):
+  def eta(self, step, hparams):
     """eta as the optimizer takes it at this step (learned value x base schedule)."""
-    v = dict(self.hpo.values(state.hparams))
+    v = dict(self.hpo.values(hparams))
     if self.hpo.use_schedule:
-      v['learning_rate'] = v['learning_rate'] * self.lr_factor(state.step)
+      v['learning_rate'] = v['learning_rate'] * self.lr_factor(step)
     return v
 
 
@@ -78,21 +77,33 @@ def make_train_step(c: Components):
 
     grads, (loss, acc, new_bs, aux) = jax.grad(loss_fn, has_aux=True)(state.params)
     grads = parallel.pmean(grads)
-    eta = c.eta(state)
+
+    def hpo_loss(net_params):
+      """L_hpo at theta_{t+1}: the un-augmented HPO batch, same architecture sample."""
+      x = c.prepare_eval(batch['hpo_image'])
+      logits, _, _ = c.strategy.apply(net_params, state.batch_stats, state.params['arch'],
+                                      state.nas_state, x, arch_key, train=True)
+      return jnp.mean(cross_entropy(logits, batch['hpo_label'], cfg.label_smoothing))
+
+    # theta update with eta (and, when eta is learned, its hypergradient and update).
     new_params, new_opt = {}, dict(state.opt_state)
-    net_opt = state_lib.set_hyperparams(state.opt_state['net'], eta)
-    updates, new_opt['net'] = c.txs['net'].update(grads['net'], net_opt, state.params['net'])
-    new_params['net'] = optax.apply_updates(state.params['net'], updates)
+    (new_params['net'], new_opt['net'], new_hparams, new_opt['hparams'],
+     hp_metrics) = c.hpo.apply_update(
+         tx=c.txs['net'], opt_state=state.opt_state['net'], params=state.params['net'],
+         grads=grads['net'], hparams=state.hparams, hp_opt_state=state.opt_state['hparams'],
+         eta_fn=lambda hp: c.eta(state.step, hp),
+         hpo_loss=hpo_loss if 'hpo_image' in batch else None)
     for g in ('arch', 'policy'):
       updates, new_opt[g] = c.txs[g].update(grads[g], state.opt_state[g], state.params[g])
       new_params[g] = optax.apply_updates(state.params[g], updates)
     new_params['arch'] = c.strategy.mask_update(state.params['arch'], new_params['arch'],
                                                 state.nas_state)
     new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt,
+                              hparams=new_hparams,
                               batch_stats=parallel.pmean(new_bs),
                               nas_state=c.strategy.after_step(state.nas_state, aux))
     metrics = parallel.pmean({'train/loss': loss, 'train/accuracy': acc})
-    metrics.update({'lr': eta['learning_rate'], 'weight_decay': eta['weight_decay']})
+    metrics.update(hp_metrics)
     return new_state, metrics
 
   return train_step

@@ -173,7 +173,7 @@ def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time):
   result = evaluate(eval_step, state, ds, 'test', config, mesh)
   if ds.num_classes <= 10:
     result.pop('test/top5')
-  hp = jax.device_get(comps.eta(state))
+  hp = jax.device_get(comps.eta(state.step, state.hparams))
   result.update({
       'num_params': state_lib.num_params(state.params['net']),
       'wall_time_s': wall_time,

@@ -6,7 +6,6 @@ OUTPUT point (x, y) to the INPUT point (a x + b y + c, d x + e y + f), in
 continuous coordinates where pixel (i, j) has its centre at (j + 0.5, i + 0.5).
 """
 
-import dm_pix as pix
 import jax
 import jax.numpy as jnp
 
@@ -57,32 +56,39 @@ def translate_y(m, height):
     return _matrix(one, zero, zero, zero, one, TRANSLATE * height * m)
 
 
-def _warp_one(image, matrix):
-    """Bilinear pull-warp of one [H, W, C] image, PIL style.
-
-    PIL fills every output pixel whose sample point lies outside
-    [0, W) x [0, H) and, inside, interpolates with edge-clamped neighbours;
-    dm-pix's clamped linear interpolation gives exactly the latter.
-    """
-    height, width, _ = image.shape
-    rows, cols = jnp.meshgrid(
-        jnp.arange(height, dtype=jnp.float32) + 0.5,
-        jnp.arange(width, dtype=jnp.float32) + 0.5,
-        indexing="ij",
-    )
-    x_in = matrix[0, 0] * cols + matrix[0, 1] * rows + matrix[0, 2]
-    y_in = matrix[1, 0] * cols + matrix[1, 1] * rows + matrix[1, 2]
-    inside = (x_in >= 0) & (x_in < width) & (y_in >= 0) & (y_in < height)
-    # Continuous coordinates -> array indices (pixel centres at integers).
-    coords = jnp.stack([y_in - 0.5, x_in - 0.5])
-    sample = jax.vmap(
-        lambda plane: pix.flat_nd_linear_interpolate(plane, coords),
-        in_axes=2,
-        out_axes=2,
-    )(image)
-    return jnp.where(inside[..., None], sample, FILL)
+def _bilinear_corners(x, y, height, width):
+    """Flat indices of the 4 edge-clamped neighbours of index point (x, y),
+    and the fractional offsets, as PIL's bilinear filter picks them."""
+    x0, y0 = jnp.floor(x), jnp.floor(y)
+    dx, dy = x - x0, y - y0
+    x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
+    xa, xb = jnp.clip(x0, 0, width - 1), jnp.clip(x0 + 1, 0, width - 1)
+    ya, yb = jnp.clip(y0, 0, height - 1), jnp.clip(y0 + 1, 0, height - 1)
+    corners = jnp.stack([ya * width + xa, ya * width + xb,
+                         yb * width + xa, yb * width + xb], axis=1)
+    return corners, dx[..., None], dy[..., None]
 
 
 def warp(images, matrices):
-    """Warps a batch [N, H, W, C] with per-image [N, 2, 3] PIL matrices."""
-    return jax.vmap(_warp_one)(images, matrices)
+    """Bilinear pull-warp of a batch [N, H, W, C] by [N, 2, 3] PIL matrices.
+
+    PIL fills every output pixel whose sample point lies outside
+    [0, W) x [0, H) and, inside, interpolates edge-clamped neighbours as
+    ``a + (b - a) d`` (so an identity matrix returns the image exactly).
+    One gather fetches all four neighbours' channel vectors at once.
+    """
+    n, height, width, c = images.shape
+    rows = jnp.arange(height, dtype=jnp.float32)[:, None] + 0.5
+    cols = jnp.arange(width, dtype=jnp.float32)[None, :] + 0.5
+    coef = matrices[:, :, :, None, None]
+    x_in = coef[:, 0, 0] * cols + coef[:, 0, 1] * rows + coef[:, 0, 2]
+    y_in = coef[:, 1, 0] * cols + coef[:, 1, 1] * rows + coef[:, 1, 2]
+    inside = (x_in >= 0) & (x_in < width) & (y_in >= 0) & (y_in < height)
+    # Continuous coordinates -> array indices (pixel centres at integers).
+    corners, dx, dy = _bilinear_corners(x_in - 0.5, y_in - 0.5, height, width)
+    pixels = images.reshape(n, height * width, c)
+    v = jax.vmap(lambda img, idx: img[idx])(pixels, corners.reshape(n, -1))
+    v = v.reshape(n, 4, height, width, c)
+    top = v[:, 0] + (v[:, 1] - v[:, 0]) * dx
+    bottom = v[:, 2] + (v[:, 3] - v[:, 2]) * dx
+    return jnp.where(inside[..., None], top + (bottom - top) * dy, FILL)

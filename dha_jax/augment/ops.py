@@ -132,13 +132,13 @@ _LEVELS = jnp.arange(256, dtype=jnp.int32)
 
 
 def _autocontrast_undershoots():
-    """Sorted keys lo*2^16 + hi*2^8 + v where PIL's autocontrast is 1 low.
+    """Sorted keys (lo * 256 + hi) * 256 + v where PIL's autocontrast is 1 low.
 
     PIL computes int(v * s - lo * s) with s = 255 / (hi - lo) in doubles.
     That equals floor((v - lo) 255 / (hi - lo)) except where the quotient is
     an exact integer and rounding lands just below it. float32 cannot
-    replay double rounding, so those (few thousand) cases are listed here,
-    found with numpy doubles replaying PIL's arithmetic.
+    replay double rounding, so those 12094 cases (at most 17 per (lo, hi))
+    are listed here, found by replaying PIL's arithmetic in numpy doubles.
     """
     keys = []
     v = np.arange(256)
@@ -147,25 +147,29 @@ def _autocontrast_undershoots():
         scale = 255.0 / (hi - lo)
         pil = (v * scale + (-lo * scale)).astype(np.int64)
         exact = ((v - lo) * 255) // (hi - lo)
-        low = (pil != exact) & (v >= lo) & (v <= hi)
-        his, vs = np.nonzero(low)
-        keys.append(lo * 65536 + (his + lo + 1) * 256 + vs)
+        his, vs = np.nonzero((pil != exact) & (v >= lo) & (v <= hi))
+        keys.append((lo * 256 + his + lo + 1) * 256 + vs)
     return np.sort(np.concatenate(keys)).astype(np.int32)
 
 
-_AUTOCONTRAST_UNDERSHOOTS = _autocontrast_undershoots()
+_UNDERSHOOTS = _autocontrast_undershoots()
+_MAX_UNDERSHOOTS_PER_PAIR = 17
 
 
 def _autocontrast_table(q):
     """PIL ImageOps.autocontrast: per channel, min..max -> 0..255."""
     lo = jnp.min(q, axis=(1, 2))[..., None]  # [N, C, 1]
     hi = jnp.max(q, axis=(1, 2))[..., None]
-    span = jnp.maximum(hi - lo, 1)
-    table = jnp.clip(((_LEVELS - lo) * 255) // span, 0, 255)
-    keys = jnp.asarray(_AUTOCONTRAST_UNDERSHOOTS)
-    key = lo * 65536 + hi * 256 + _LEVELS
-    index = jnp.clip(jnp.searchsorted(keys, key), 0, keys.shape[0] - 1)
-    table = table - (keys[index] == key).astype(jnp.int32)
+    table = jnp.clip(((_LEVELS - lo) * 255) // jnp.maximum(hi - lo, 1), 0, 255)
+    # Subtract 1 at the listed levels of this channel's (lo, hi) pair.
+    pair = lo * 256 + hi
+    keys = jnp.asarray(_UNDERSHOOTS)
+    first = jnp.searchsorted(keys, pair * 256)
+    listed = keys[jnp.clip(first + jnp.arange(_MAX_UNDERSHOOTS_PER_PAIR), 0,
+                           keys.shape[0] - 1)]  # [N, C, 17]
+    hit = ((listed >> 8) == pair)[..., None] & (
+        (listed & 255)[..., None] == _LEVELS)  # [N, C, 17, 256]
+    table = table - jnp.sum(hit, axis=2, dtype=jnp.int32)
     return jnp.where(hi > lo, table, _LEVELS)  # PIL leaves flat channels.
 
 

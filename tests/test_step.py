@@ -1,0 +1,73 @@
+"""The compiled data-parallel train step: state structure, 1 vs 4 devices, bad batch."""
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from dha_jax import parallel, state as state_lib, steps, train
+
+
+def _run(config, devices, n_steps=3):
+  mesh = parallel.make_mesh(devices)
+  ds, comps, state, _, _ = train.setup(config, mesh)
+  state = parallel.replicate(state, mesh)
+  train_step, eval_step = steps.compile_steps(comps, mesh)
+  it = ds.train_iterator('train', config.batch_size, config.seed)
+  history = []
+  for _ in range(n_steps):
+    state, m = train_step(state, parallel.shard_batch(next(it), mesh))
+    history.append(jax.device_get(m))
+  ev = train.evaluate(eval_step, state, ds, 'val', config, mesh)
+  return jax.device_get(state), history, ev
+
+
+def test_state_has_every_group(test_config):
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  _, comps, state, _, _ = train.setup(test_config, mesh)
+  assert set(state.params) == {'net', 'arch', 'policy'}
+  assert set(state.opt_state) == {'net', 'arch', 'policy', 'hparams'}
+  # eta lives inside theta's optimizer state (optax.inject_hyperparams)
+  assert hasattr(state.opt_state['net'], 'hyperparams')
+  assert set(state.opt_state['net'].hyperparams) == {'learning_rate', 'weight_decay'}
+  assert set(state.hparams) == {'lr', 'weight_decay'}
+  chex.assert_shape(state.step, ())
+  chex.assert_type(state.step, np.int32)
+  kernel = state.params['net']['Conv_0']['kernel']
+  chex.assert_shape(kernel, (3, 3, 1, 8))
+  assert state_lib.num_params(state.params['net']) > 0
+  assert comps.eta(0, state.hparams)['learning_rate'] == pytest.approx(test_config.lr)
+
+
+def test_one_and_four_devices_agree(test_config):
+  test_config.preprocess.cutout = 3  # exercise per-sample randomness too
+  s1, h1, e1 = _run(test_config, jax.devices()[:1])
+  s4, h4, e4 = _run(test_config, jax.devices())
+  assert len(jax.devices()) == 4
+  for a, b in zip(h1, h4):
+    np.testing.assert_allclose(a['train/loss'], b['train/loss'], rtol=1e-5)
+    np.testing.assert_allclose(a['train/accuracy'], b['train/accuracy'], atol=1e-6)
+  chex.assert_trees_all_close(s1.params, s4.params, atol=2e-5, rtol=1e-4)
+  chex.assert_trees_all_close(s1.batch_stats, s4.batch_stats, atol=2e-5, rtol=1e-4)
+  assert e1['val/accuracy'] == pytest.approx(e4['val/accuracy'], abs=1e-6)
+  # the step really changed the parameters (the comparison is not between inits)
+  _, comps, init, _, _ = train.setup(test_config, parallel.make_mesh(jax.devices()[:1]))
+  diff = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - b).max()), s1.params['net'],
+                                init.params['net'])
+  assert max(jax.tree_util.tree_leaves(diff)) > 1e-3
+
+
+def test_batch_not_divisible_by_devices_is_clear(test_config):
+  test_config.batch_size = 30
+  with pytest.raises(ValueError, match=r'config.batch_size=30 is not divisible by the 4'):
+    train.setup(test_config, parallel.make_mesh())
+
+
+def test_sample_keys_do_not_depend_on_device_count():
+  key = jax.random.PRNGKey(0)
+  mesh1, mesh4 = parallel.make_mesh(jax.devices()[:1]), parallel.make_mesh()
+  R, S = parallel.REPLICATED, parallel.SHARDED
+  f = lambda m: parallel.data_parallel(
+      lambda k, x: steps.sample_keys(k, x.shape[0]), m, (R, S), S)
+  x = np.zeros(8, np.float32)
+  np.testing.assert_array_equal(np.asarray(f(mesh1)(key, x)), np.asarray(f(mesh4)(key, x)))

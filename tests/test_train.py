@@ -1,0 +1,130 @@
+"""The training program: outputs, exact resume after SIGTERM, refusals of bad runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from dha_jax import checkpoint, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 40
+
+
+def _cli(workdir, *overrides):
+  return [sys.executable, '-m', 'dha_jax.main', '--config=configs/test.py',
+          f'--workdir={workdir}', f'--config.num_steps={STEPS}',
+          '--config.checkpoint_every_steps=1000', '--config.log_every_steps=1', *overrides]
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(l) for l in f]
+  return {r['step']: r['train/loss'] for r in rows if 'train/loss' in r}
+
+
+def _final_params(workdir):
+  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  tree = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore())
+  mgr.close()
+  return mgr.latest_step(), tree['params']
+
+
+@pytest.fixture(scope='module')
+def reference_run(tmp_path_factory):
+  """An uninterrupted run, in-process (same 4 fake devices as the subprocesses)."""
+  from configs import test  # pylint: disable=g-import-not-at-top
+  config = test.get_config()
+  config.num_steps, config.checkpoint_every_steps, config.log_every_steps = STEPS, 1000, 1
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  result = train.train_and_evaluate(config, workdir)
+  return config, workdir, result
+
+
+def test_outputs_of_a_run(reference_run):
+  _, workdir, result = reference_run
+  for name in ('config.json', 'metrics.jsonl', 'result.json'):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert any(n.startswith('events.out.tfevents') for n in os.listdir(workdir))
+  with open(os.path.join(workdir, 'result.json')) as f:
+    saved = json.load(f)
+  for key in ('test/accuracy', 'test/loss', 'num_params', 'wall_time_s', 'hparams'):
+    assert key in saved, key
+  assert saved['test/accuracy'] == result['test/accuracy'] and 0 <= saved['test/accuracy'] <= 1
+  assert saved['steps'] == STEPS
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    first = json.loads(f.readline())
+  for key in ('step', 'epoch', 'train/loss', 'train/accuracy', 'lr', 'weight_decay',
+              'steps_per_sec'):
+    assert key in first, key
+
+
+def test_sigterm_then_resume_is_exact(reference_run, tmp_path):
+  _, ref_dir, ref_result = reference_run
+  workdir = str(tmp_path / 'killed')
+  env = dict(os.environ, PYTHONUNBUFFERED='1')
+  proc = subprocess.Popen(_cli(workdir), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  metrics = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(metrics) and len(open(metrics).readlines()) >= 8:
+      break
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=240)
+  assert proc.returncode == 0, out
+  assert 'SIGTERM: saved step' in out, out
+  killed_at = int(out.split('SIGTERM: saved step ')[1].split()[0])
+  assert 0 < killed_at < STEPS
+  assert not os.path.exists(os.path.join(workdir, 'result.json'))
+  done = subprocess.run(_cli(workdir), cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert f'resumed from' in done.stdout + done.stderr
+  # bit-identical to the uninterrupted run: every logged loss, final params, test result
+  assert _losses(workdir) == _losses(ref_dir)
+  step_a, params_a = _final_params(workdir)
+  step_b, params_b = _final_params(ref_dir)
+  assert step_a == step_b == STEPS
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, params_b)
+  with open(os.path.join(workdir, 'result.json')) as f:
+    resumed = json.load(f)
+  assert resumed['test/loss'] == ref_result['test/loss']
+  assert resumed['test/accuracy'] == ref_result['test/accuracy']
+
+
+def test_incompatible_checkpoint_is_refused(reference_run):
+  config, workdir, _ = reference_run
+  config = config.copy_and_resolve_references()
+  config.model.widths = (4, 4)
+  with pytest.raises(checkpoint.IncompatibleCheckpoint, match='model.widths'):
+    train.train_and_evaluate(config, workdir)
+
+
+def test_non_finite_loss_stops_and_keeps_good_checkpoint(test_config, tmp_path):
+  test_config.lr = 1e30
+  test_config.optimizer.grad_clip_norm = 0.0
+  test_config.num_steps = 12
+  test_config.checkpoint_every_steps = 1
+  with pytest.raises(train.NonFiniteLoss, match='non-finite|became'):
+    train.train_and_evaluate(test_config, str(tmp_path))
+  ckpts = os.path.join(tmp_path, 'checkpoints')
+  if os.path.isdir(ckpts) and any(n.isdigit() for n in os.listdir(ckpts)):
+    _, params = _final_params(str(tmp_path))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
+
+
+def test_config_typo_fails_with_the_field_name(tmp_path):
+  out = subprocess.run([sys.executable, '-m', 'dha_jax.main', '--config=configs/test.py',
+                        f'--workdir={tmp_path}', '--config.batchsize=8'], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+  assert out.returncode != 0
+  assert 'batchsize' in out.stderr
