@@ -1,0 +1,247 @@
+"""Learned eta (learning rate, weight decay) by the exact one-step hypergradient
+(METHOD.md section 4).
+
+theta_{t+1}(eta) is the run's own optax update of theta_t with eta injected; the
+hypergradient is d L_hpo(theta_{t+1}(eta)) / d eta with theta_t, the optimizer moments
+and g_t held constant (first order). config.hpo.objective picks L_hpo:
+  'val'     a held-out, un-augmented batch: one extra forward/backward at theta_{t+1}
+  'train'   a fresh un-augmented training batch: the same cost
+  'lagged'  no extra network pass: the NEXT step's training gradient g_{t+1} (computed
+            anyway) times d theta_{t+1} / d eta_t, a forward-mode tangent of the update
+            kept in the state; eta_t is therefore updated one step late.
+
+eta is stored normalised to its bounds, u in [0, 1]: value = low + u (high - low)
+('linear') or low (high / low)^u ('log'). Why: one step of eta's own optimizer then moves
+lr and wd by the same fraction of their ranges, the midpoint is u = 0.5 and clamping to
+the bounds is a clip of u.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from ml_collections import config_dict
+
+from dha_jax import optim, parallel
+from dha_jax.state import set_hyperparams
+
+KINDS = ('lr', 'weight_decay')                # keys of TrainState.hparams
+OPT_NAMES = {'lr': 'learning_rate', 'weight_decay': 'weight_decay'}  # optimizer's names
+GROUPS = ('conv', 'dense', 'norm_bias')        # per_group=True: one eta per group
+OBJECTIVES = ('val', 'train', 'lagged')
+
+
+def default_config():
+  """Every field config.hpo may hold, with its default (paste into configs/default.py)."""
+  h = ml_collections.ConfigDict()
+  h.enabled = False          # learn eta (False: config.lr / config.weight_decay x schedule)
+  h.objective = 'train'      # 'val' (held-out batch) | 'train' (fresh train batch) | 'lagged' (next step's gradient, ~free)
+  h.lr_bounds = (1e-3, 0.05)   # [low, high] of the learned learning rate
+  h.wd_bounds = (1e-4, 5e-4)   # [low, high] of the learned weight decay
+  h.lr_init = config_dict.placeholder(float)  # start value (None: midpoint of the bounds in `space`)
+  h.wd_init = config_dict.placeholder(float)
+  h.space = 'log'            # 'log' | 'linear': eta's optimizer steps in log(value) or value (normalised to the bounds)
+  h.per_group = False        # one eta per parameter group: conv kernels | dense kernels | norm scales and biases
+  h.use_schedule = False     # True: lr = learned lr x base schedule (config.schedule); False: learned lr only
+  h.optimizer = ml_collections.ConfigDict(
+      {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999})  # eta's optimizer; lr is a fraction of the bound range per step
+  return h
+
+
+def _settings(hpo_config):
+  """config.hpo over default_config(): fields a config leaves out take their default."""
+  h = default_config()
+  for k, v in hpo_config.items():
+    if k not in h:
+      raise ValueError(f'config.hpo.{k} is unknown; the fields are {sorted(h.keys())}')
+    if k == 'optimizer':
+      h.optimizer = ml_collections.ConfigDict(v)
+    else:
+      h[k] = v
+  return h
+
+
+def group_index(leaf) -> int:
+  """Parameter group of a theta leaf by its shape: conv kernels are >= 3-D, dense
+  kernels 2-D, BatchNorm scales/offsets and biases 1-D (no path names: any model works)."""
+  return 0 if leaf.ndim >= 3 else 1 if leaf.ndim == 2 else 2
+
+
+def _dtype():
+  return jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is enabled
+
+
+class LearnedHparams:
+  """eta learned by hypergradient descent; see the module docstring."""
+
+  def __init__(self, config):
+    h = self.settings = _settings(config.hpo)
+    if h.objective not in OBJECTIVES:
+      raise ValueError(f'config.hpo.objective={h.objective!r}: use one of {OBJECTIVES}')
+    if h.space not in ('log', 'linear'):
+      raise ValueError(f"config.hpo.space={h.space!r}: use 'log' or 'linear'")
+    self.objective, self.use_schedule = h.objective, bool(h.use_schedule)
+    self.per_group, self.log = bool(h.per_group), h.space == 'log'
+    self.bounds = {'lr': self._check_bounds('lr_bounds', h.lr_bounds),
+                   'weight_decay': self._check_bounds('wd_bounds', h.wd_bounds)}
+    self.start = {}
+    for kind, field in (('lr', 'lr_init'), ('weight_decay', 'wd_init')):
+      lo, hi = self.bounds[kind]
+      v = h[field]
+      if v is not None and not lo <= v <= hi:
+        raise ValueError(f'config.hpo.{field}={v} lies outside its bounds [{lo}, {hi}]')
+      self.start[kind] = 0.5 if v is None else self._unit(kind, v)
+    self.tx = optim.group_optimizer(h.optimizer)
+
+  def _check_bounds(self, field, b):
+    lo, hi = (float(x) for x in b)
+    if not (0 <= lo < hi and (lo > 0 or not self.log)):
+      raise ValueError(f'config.hpo.{field}={tuple(b)}: need 0 {"<" if self.log else "<="} '
+                       f'low < high')
+    return lo, hi
+
+  # ---- the space: u in [0, 1] <-> value --------------------------------------------
+  def _value(self, kind, u):
+    lo, hi = self.bounds[kind]
+    if self.log:
+      return lo * jnp.exp(u * math.log(hi / lo))
+    return lo + u * (hi - lo)
+
+  def _unit(self, kind, v):
+    lo, hi = self.bounds[kind]
+    return math.log(v / lo) / math.log(hi / lo) if self.log else (v - lo) / (hi - lo)
+
+  def _dvalue_du(self, kind, u):
+    lo, hi = self.bounds[kind]
+    return self._value(kind, u) * math.log(hi / lo) if self.log else hi - lo
+
+  # ---- the handler interface (dha_jax/hpo/__init__.py) -------------------------------
+  def init(self):
+    shape = (len(GROUPS),) if self.per_group else ()
+    return {k: jnp.full(shape, self.start[k], _dtype()) for k in KINDS}
+
+  def values(self, hparams):
+    return {OPT_NAMES[k]: self._value(k, hparams[k]) for k in KINDS}
+
+  def init_opt_state(self, hparams, net=None):
+    """eta's optimizer state; 'lagged' also keeps d theta_{t+1} / d u_t (one tree like
+    theta per kind), so it needs the network's parameters (shapes) `net`."""
+    state = {'opt': self.tx.init(hparams)}
+    if self.objective == 'lagged':
+      zeros = {} if net is None else jax.tree_util.tree_map(jnp.zeros_like, net)
+      state.update(tangent={k: zeros for k in KINDS}, ready=jnp.zeros((), jnp.int32))
+    return state
+
+  def optimizer(self):
+    """The state's init (update is eta's plain optimizer step, for completeness)."""
+
+    def update(grads, state, params=None):
+      updates, opt = self.tx.update(grads, state['opt'], params)
+      return updates, {**state, 'opt': opt}
+
+    return optax.GradientTransformation(self.init_opt_state, update)
+
+  def apply_update(self, tx, opt_state, params, grads, hparams, hp_opt_state, eta_fn,
+                   hpo_loss):
+    gid = jax.tree_util.tree_map(group_index, params)
+
+    def theta_next(u):
+      return self._update_theta(tx, opt_state, params, grads, eta_fn(u), gid)
+
+    extra = {}
+    if self.objective == 'lagged':
+      tangent = hp_opt_state['tangent']
+      if not jax.tree_util.tree_leaves(tangent['lr']):
+        raise ValueError("config.hpo.objective='lagged' keeps a tangent shaped like theta: "
+                         'create the state with hpo.init_opt_state(hparams, net_params)')
+      # grads are already averaged over devices and the tangent is replicated: no pmean.
+      hgrad = self._contract(grads, tangent, gid)
+      new_u, new_opt = self._step_eta(hgrad, hparams, hp_opt_state['opt'])
+      # Step 0 has no tangent yet: keep eta and its optimizer (zero gradient, no step).
+      ready = hp_opt_state['ready'] > 0
+      new_u, new_opt = jax.tree_util.tree_map(lambda a, b: jnp.where(ready, a, b),
+                                              (new_u, new_opt), (hparams, hp_opt_state['opt']))
+      (new_params, new_net_opt), lin = jax.linearize(theta_next, new_u)
+      new_tangent = {k: lin({j: jnp.full_like(new_u[j], j == k) for j in KINDS})[0]
+                     for k in KINDS}
+      new_hp_state = {'opt': new_opt, 'tangent': new_tangent, 'ready': jnp.ones_like(
+          hp_opt_state['ready'])}
+      used = new_u
+    else:
+      if hpo_loss is None:
+        raise ValueError(f'config.hpo.objective={self.objective!r} needs the HPO batch '
+                         "(batch['hpo_image'], batch['hpo_label'])")
+
+      def objective(u):
+        new_p, new_o = theta_next(u)
+        return hpo_loss(new_p), (new_p, new_o)
+
+      (loss, (new_params, new_net_opt)), hgrad = jax.value_and_grad(
+          objective, has_aux=True)(hparams)
+      hgrad, extra['hpo/loss'] = parallel.pmean((hgrad, loss))
+      new_u, new_opt = self._step_eta(hgrad, hparams, hp_opt_state['opt'])
+      new_hp_state = {'opt': new_opt}
+      used = hparams
+    metrics = self._metrics(eta_fn(used), used, new_u, hgrad)
+    metrics.update(extra)
+    return new_params, new_net_opt, new_u, new_hp_state, metrics
+
+  # ---- pieces ----------------------------------------------------------------------
+  def _update_theta(self, tx, opt_state, params, grads, eta, gid):
+    """The run's optimizer step with eta; per group through an exact rewrite."""
+    if not self.per_group:
+      updates, new_opt = tx.update(grads, set_hyperparams(opt_state, eta), params)
+      return optax.apply_updates(params, updates), new_opt
+    # SGD/Nesterov/Adam/AdamW updates are linear in lr, and see theta only as wd * theta:
+    # inject lr = wd = 1, feed wd_g * theta and scale the update by lr_g. Exact, and equal
+    # to the global update when every group holds the same eta.
+    lr, wd = eta['learning_rate'], eta['weight_decay']
+    unit = set_hyperparams(opt_state, {'learning_rate': 1.0, 'weight_decay': 1.0})
+    scaled = jax.tree_util.tree_map(lambda p, g: wd[g].astype(p.dtype) * p, params, gid)
+    updates, new_opt = tx.update(grads, unit, scaled)
+    updates = jax.tree_util.tree_map(lambda d, g: lr[g].astype(d.dtype) * d, updates, gid)
+    return optax.apply_updates(params, updates), new_opt
+
+  def _contract(self, grads, tangent, gid):
+    """<g_{t+1}, d theta_{t+1} / d u_t>, summed per group. A leaf depends only on its own
+    group's eta (after the eta-free clip every optimizer op is per leaf), so one tangent
+    per kind holds every group's derivative on that group's leaves."""
+    out = {}
+    for k in KINDS:
+      dots = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+          lambda g, t: jnp.sum(g * t), grads, tangent[k]))
+      if not self.per_group:
+        out[k] = sum(dots).astype(_dtype())
+      else:
+        sums = [jnp.zeros((), _dtype())] * len(GROUPS)
+        for d, g in zip(dots, jax.tree_util.tree_leaves(gid)):
+          sums[g] = sums[g] + d
+        out[k] = jnp.stack(sums)
+    return out
+
+  def _step_eta(self, hgrad, u, opt):
+    updates, opt = self.tx.update(hgrad, opt, u)
+    new = optax.apply_updates(u, updates)
+    return jax.tree_util.tree_map(lambda x: jnp.clip(x, 0.0, 1.0), new), opt
+
+  def _metrics(self, eta_used, u_used, u_new, hgrad):
+    """Scalars only: the eta the optimizer used (lr, weight_decay), the learned value now
+    held (hpo/...), dL_hpo/d value at the used eta (hpo/grad_...), on-bound flags."""
+    m = {}
+    for k in KINDS:
+      series = {
+          k: eta_used[OPT_NAMES[k]],
+          f'hpo/{k}': self._value(k, u_new[k]),
+          f'hpo/grad_{k}': hgrad[k] / self._dvalue_du(k, u_used[k]),
+          f'hpo/at_bound_{k}': ((u_new[k] <= 0) | (u_new[k] >= 1)).astype(jnp.float32),
+      }
+      for name, v in series.items():
+        if self.per_group:
+          m.update({f'{name}/{g}': v[i] for i, g in enumerate(GROUPS)})
+        else:
+          m[name] = v
+      if self.per_group:  # the console line reads 'lr': the conv group's
+        m[k] = eta_used[OPT_NAMES[k]][0]
+    return m
