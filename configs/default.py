@@ -69,7 +69,16 @@ def get_config():
   c.label_smoothing = 0.0
 
   # ---- the AutoML components (each can be off) ---------------------------------------
-  c.policy = ml_collections.ConfigDict({'name': 'none'})  # augmentation policy tau
+  c.policy = pol = ml_collections.ConfigDict()  # augmentation policy tau (dha_jax/augment)
+  pol.name = 'none'          # 'none' (standard only) | 'randaugment' | 'trivialaugment' | 'learned'
+  pol.num_ops = 2            # randaugment: N ops per image
+  pol.magnitude = 0.5        # randaugment: fixed |m| in [0, 1]
+  pol.temperature = 2.0      # learned: q = softmax((log p + gumbel)/T), one draw per step
+  pol.gumbel = True          # learned: perturb the sampling distribution (False: sample p)
+  pol.magnitude_search = 0.5  # learned: M while alpha is searched, m ~ U[0, M]
+  pol.magnitude_tune = 0.5    # learned: M after the search phase
+  pol.optimizer = ml_collections.ConfigDict(
+      {'name': 'sgd', 'lr': 0.02, 'momentum': 0.9, 'nesterov': True, 'weight_decay': 5e-4})
   c.hpo = ml_collections.ConfigDict({'enabled': False})  # hyper-parameters eta
   c.nas = ml_collections.ConfigDict({'strategy': 'none'})  # architecture alpha
 

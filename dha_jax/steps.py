@@ -58,7 +58,7 @@ def make_train_step(c: Components):
     images = preprocess.train_transform(preprocess.to_float(batch['image']),
                                         sample_keys(k_data, n), cfg.preprocess)
     searching = c.strategy.searching(state.nas_state)
-    images, pol_aux = c.policy.augment(state.params['policy'], images,
+    images, pol_aux = c.policy.augment(state.params['policy'], images, k_policy,
                                        sample_keys(k_policy, n), searching)
     images = preprocess.normalize(images, cfg.dataset.mean, cfg.dataset.std)
     # Each device samples its own architecture (DSNAS); augmentations are per sample.

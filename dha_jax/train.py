@@ -162,14 +162,14 @@ def train_and_evaluate(config, workdir: str, devices=None):
     ckpt.save(state, step, force=True)
   ckpt.close()
   result = finish(config, workdir, state, ds, comps, eval_step, mesh, step,
-                  time.time() - t_start)
+                  time.time() - t_start, writer)
   writer.write(step, {k: v for k, v in result.items() if isinstance(v, (int, float))})
   writer.close()
   return result
 
 
-def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time):
-  """Final test evaluation and result.json."""
+def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time, writer):
+  """Final test evaluation, result.json and the pictures of what was learned."""
   result = evaluate(eval_step, state, ds, 'test', config, mesh)
   if ds.num_classes <= 10:
     result.pop('test/top5')
@@ -183,9 +183,19 @@ def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time):
       'dataset': ds.name,
       'devices': jax.device_count(),
   })
+  result.update(comps.policy.summary(state.params['policy']))
   if jax.process_index() == 0:
+    _pictures(workdir, result, writer, step)
     with open(os.path.join(workdir, 'result.json'), 'w') as f:
       json.dump(result, f, indent=2)
   print('result: ' + json.dumps({k: v for k, v in result.items()
                                  if isinstance(v, (int, float))}), flush=True)
   return result
+
+
+def _pictures(workdir, result, writer, step):
+  from dha_jax import plots  # pylint: disable=g-import-not-at-top
+  if 'policy' in result:
+    img = plots.save_policy(result['policy']['probabilities'], result['policy']['ops'],
+                            os.path.join(workdir, 'policy.png'))
+    writer.write_images(step, {'policy': img[None]})

@@ -47,6 +47,20 @@ def _per_image(values, ndim):
     return values.reshape(values.shape + (1,) * (ndim - 1))
 
 
+def _floor_divide(a, b):
+    """floor(a / b) for integer-valued a and b > 0, in float32.
+
+    Several times cheaper than XLA's integer division on CPU. XLA may turn
+    the division into a multiply by 1 / b, so the estimate is corrected with
+    its exact remainder (all products stay integers below 2**24).
+    """
+    a = jnp.asarray(a, jnp.float32)
+    b = jnp.asarray(b, jnp.float32)
+    quotient = jnp.floor(a / b)
+    remainder = a - quotient * b
+    return quotient - (remainder < 0) + (remainder >= b)
+
+
 # ----------------------------------------------------------------- geometry
 
 
@@ -66,45 +80,59 @@ def _geometry_matrices(ops, m, height, width):
 
 
 # ------------------------------------------------------------------ enhance
+# Levels below are float32 arrays holding integers 0..255.
 
 
 def _luminance(q):
-    """PIL's RGB -> L conversion on int levels: [N, H, W, C] -> [N, H, W, 1]."""
+    """PIL's RGB -> L, (19595 R + 38470 G + 7471 B + 2^15) >> 16, keepdims.
+
+    Every partial sum stays below 2^24, so float32 is exact.
+    """
     if q.shape[-1] == 1:
         return q
-    r, g, b = q[..., 0:1], q[..., 1:2], q[..., 2:3]
-    return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16
+    weighted = q[..., 0:1] * 19595 + q[..., 1:2] * 38470 + q[..., 2:3] * 7471
+    return jnp.floor((weighted + 32768) / 65536)
+
+
+def _mean_level(gray):
+    """PIL's int(mean + 0.5) of an L image, per image, as [N, 1, 1, 1].
+
+    Sums in int32 and rounds half up with integer arithmetic (PIL's double
+    division is exact enough to round the same way).
+    """
+    pixels = gray.shape[1] * gray.shape[2]
+    total = jnp.sum(gray.astype(jnp.int32), axis=(1, 2, 3), keepdims=True)
+    return ((2 * total + pixels) // (2 * pixels)).astype(jnp.float32)
 
 
 def _smooth(q):
-    """PIL's ImageFilter.SMOOTH (3x3, weights 1 and centre 5, sum 13).
+    """PIL's ImageFilter.SMOOTH: 3x3 weights 1, centre 5, divided by 13.
 
-    The interior is rounded half-up (S/13 never lands on .5, so float is
-    exact); PIL copies the border pixels unchanged.
+    The interior is rounded half-up (S / 13 never ends in .5, so float32 is
+    exact); PIL copies the one-pixel border unchanged.
     """
     _, height, width, _ = q.shape
     total = 4 * q[:, 1:-1, 1:-1]
     for dy in range(3):
         for dx in range(3):
             total = total + q[:, dy:dy + height - 2, dx:dx + width - 2]
-    interior = jnp.floor(total.astype(jnp.float32) / 13.0 + 0.5)
-    return q.at[:, 1:-1, 1:-1].set(interior.astype(q.dtype))
+    interior = jnp.floor(total / 13 + 0.5)
+    interior = jnp.pad(interior, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    border = np.ones((height, width, 1), bool)
+    border[1:-1, 1:-1] = False
+    return jnp.where(border, q, interior)
 
 
 def _degenerate(q, ops):
     """The image ImageEnhance blends towards, chosen per image.
 
-    Color: the L-converted image; Contrast: the L image's mean rounded
-    half-up (an exact integer formula for PIL's int(mean + 0.5));
+    Color: the L-converted image; Contrast: the L image's rounded mean;
     Brightness: black; Sharpness: the SMOOTH-filtered image.
     """
     gray = _luminance(q)
-    pixels = q.shape[1] * q.shape[2]
-    total = jnp.sum(gray, axis=(1, 2, 3), keepdims=True)
-    mean = (2 * total + pixels) // (2 * pixels)
     choices = {
-        "Color": jnp.broadcast_to(gray, q.shape),
-        "Contrast": jnp.broadcast_to(mean, q.shape),
+        "Color": gray,
+        "Contrast": _mean_level(gray),
         "Sharpness": _smooth(q),
     }
     degenerate = jnp.zeros_like(q)  # Brightness, and unused for other ops.
@@ -116,30 +144,19 @@ def _degenerate(q, ops):
 def _enhance(q, ops, m):
     """PIL Image.blend(degenerate, image, 1 + 0.9 m) on levels.
 
-    PIL evaluates ``d + f (x - d)`` in float32 and truncates to uint8 after
-    clipping; the same float32 steps give the same levels.
+    PIL evaluates ``d + f (x - d)`` in float32, clips to 0..255 and
+    truncates; the same float32 steps give the same levels.
     """
     factor = (1.0 + m * _ENHANCE_HI) + m * _ENHANCE_LO
-    degenerate = _degenerate(q, ops).astype(jnp.float32)
-    diff = q.astype(jnp.float32) - degenerate
-    blended = degenerate + _per_image(factor, 4) * diff
-    return jnp.clip(jnp.floor(blended), 0, 255).astype(jnp.int32)
+    degenerate = _degenerate(q, ops)
+    blended = degenerate + _per_image(factor, 4) * (q - degenerate)
+    return jnp.floor(jnp.clip(blended, 0, 255))
 
 
 # ------------------------------------------------------------ lookup tables
+# Tables are [N, C, 256] int32: table[n, c, v] is the new level of v.
 
 _LEVELS = jnp.arange(256, dtype=jnp.int32)
-
-
-def _floor_divide(a, b):
-    """floor(a / b) of int arrays, b > 0, computed in float32.
-
-    Exact while |a| + b < 2**24 (float32 division is correctly rounded and
-    a non-integer quotient is at least 1/b away from the next integer), and
-    an order of magnitude cheaper than XLA's integer division on CPU.
-    """
-    quotient = a.astype(jnp.float32) / b.astype(jnp.float32)
-    return jnp.floor(quotient).astype(jnp.int32)
 
 
 def _autocontrast_undershoots():
@@ -169,30 +186,29 @@ _MAX_UNDERSHOOTS_PER_PAIR = 17
 
 def _autocontrast_table(q):
     """PIL ImageOps.autocontrast: per channel, min..max -> 0..255."""
-    lo = jnp.min(q, axis=(1, 2))[..., None]  # [N, C, 1]
-    hi = jnp.max(q, axis=(1, 2))[..., None]
+    lo = jnp.min(q, axis=(1, 2)).astype(jnp.int32)[..., None]  # [N, C, 1]
+    hi = jnp.max(q, axis=(1, 2)).astype(jnp.int32)[..., None]
     span = jnp.maximum(hi - lo, 1)
     table = jnp.clip(_floor_divide((_LEVELS - lo) * 255, span), 0, 255)
-    # Subtract 1 at the listed levels of this channel's (lo, hi) pair.
+    # Take 1 off at the listed levels of this channel's (lo, hi) pair.
     pair = lo * 256 + hi
     keys = jnp.asarray(_UNDERSHOOTS)
     first = jnp.searchsorted(keys, pair * 256)
-    listed = keys[jnp.clip(first + jnp.arange(_MAX_UNDERSHOOTS_PER_PAIR), 0,
-                           keys.shape[0] - 1)]  # [N, C, 17]
-    hit = ((listed >> 8) == pair).astype(jnp.int32)
+    near = first + jnp.arange(_MAX_UNDERSHOOTS_PER_PAIR)
+    listed = keys[jnp.minimum(near, keys.shape[0] - 1)]  # [N, C, 17]
     rows = jnp.arange(lo.size).reshape(lo.shape)
-    low = jnp.zeros(table.size, jnp.int32).at[rows * 256 + (listed & 255)].add(hit)
-    table = table - low.reshape(table.shape)
+    low = jnp.zeros(table.size, jnp.int32).at[rows * 256 + listed % 256].add(
+        (listed // 256 == pair).astype(jnp.int32))
+    table = table.astype(jnp.int32) - low.reshape(table.shape)
     return jnp.where(hi > lo, table, _LEVELS)  # PIL leaves flat channels.
 
 
-def _histogram(q):
-    """[N, C, 256] pixel counts per image and channel."""
-    n, height, width, c = q.shape
+def _histogram(levels):
+    """[N, C, 256] int32 pixel counts per image and channel."""
+    n, _, _, c = levels.shape
     rows = jnp.arange(n * c).reshape(n, 1, 1, c)
-    flat_bins = (rows * 256 + q).reshape(-1)
-    counts = jnp.zeros(n * c * 256, jnp.int32).at[flat_bins].add(1)
-    return counts.reshape(n, c, 256)
+    bins = (rows * 256 + levels).reshape(-1)
+    return jnp.zeros(n * c * 256, jnp.int32).at[bins].add(1).reshape(n, c, 256)
 
 
 def _equalize_table(q):
@@ -200,18 +216,17 @@ def _equalize_table(q):
 
     step = (pixels - count of the top level) // 255; level v maps to
     (step // 2 + #pixels below v) // step; step 0 (which includes a flat
-    channel) keeps the channel unchanged. Levels past 255 are clipped
-    (PIL's lut is saturated when applied).
+    channel) keeps the channel unchanged. Levels past 255 are clipped, as
+    PIL saturates its lut when applying it.
     """
-    hist = _histogram(q)
+    levels = q.astype(jnp.int32)
+    hist = _histogram(levels)
     pixels = q.shape[1] * q.shape[2]
-    top = jnp.max(q, axis=(1, 2))[..., None]  # [N, C, 1]
-    top_count = jnp.take_along_axis(hist, top, axis=2)
-    step = (pixels - top_count) // 255
+    top = jnp.max(levels, axis=(1, 2))[..., None]  # [N, C, 1]
+    step = (pixels - jnp.take_along_axis(hist, top, axis=2)) // 255
     below = jnp.cumsum(hist, axis=2) - hist
     table = _floor_divide(step // 2 + below, jnp.maximum(step, 1))
-    table = jnp.clip(table, 0, 255)
-    return jnp.where(step > 0, table, _LEVELS)
+    return jnp.where(step > 0, jnp.clip(table, 0, 255).astype(jnp.int32), _LEVELS)
 
 
 def _posterize_table(m):
@@ -228,32 +243,34 @@ def _solarize_table(m):
 
 
 def _table(q, ops, m):
-    """[N, C, 256] lookup table of each image's table op (else identity).
+    """[N, C, 256] float32 table of each image's table op (else identity).
 
-    The choice is a one-hot contraction rather than a select: XLA fuses a
-    gather's operand into it, so a select-built table would be rebuilt for
-    every pixel looked up; a dot's result is computed once.
+    The choice is a one-hot contraction, not a select: XLA fuses whatever
+    computes a gather's operand into the gather, so a select-built table
+    would be rebuilt for every pixel looked up, while a dot is computed
+    once.
     """
-    n, c = q.shape[0], q.shape[-1]
+    shape = (q.shape[0], q.shape[-1], 256)
     candidates = jnp.stack([
-        jnp.broadcast_to(_LEVELS, (n, c, 256)),  # every non-table op
+        jnp.broadcast_to(_LEVELS, shape),  # every non-table op
         _autocontrast_table(q),
         _equalize_table(q),
-        jnp.broadcast_to(_posterize_table(m), (n, c, 256)),
-        jnp.broadcast_to(_solarize_table(m), (n, c, 256)),
+        jnp.broadcast_to(_posterize_table(m), shape),
+        jnp.broadcast_to(_solarize_table(m), shape),
     ], axis=1).astype(jnp.float32)
-    kinds = jnp.array([_ID[name] for name in _TABLE_OPS])
-    kind = jnp.sum(jnp.where(ops[:, None] == kinds, jnp.arange(1, 5), 0), axis=1)
-    choice = jax.nn.one_hot(kind, 5, dtype=jnp.float32)
-    return jnp.einsum("nk,nkcl->ncl", choice, candidates).astype(jnp.int32)
+    kind = jnp.zeros_like(ops)
+    for k, name in enumerate(_TABLE_OPS, start=1):
+        kind = jnp.where(ops == _ID[name], k, kind)
+    choice = jax.nn.one_hot(kind, candidates.shape[1], dtype=jnp.float32)
+    return jnp.einsum("nk,nkcl->ncl", choice, candidates)
 
 
 def _look_up(q, table):
     """out[n, h, w, c] = table[n, c, q[n, h, w, c]]."""
     n, _, _, c = q.shape
-    flat = table.reshape(n, c * 256)
-    index = (q + 256 * jnp.arange(c)).reshape(n, -1)
-    return jnp.take_along_axis(flat, index, axis=1).reshape(q.shape)
+    index = q.astype(jnp.int32) + 256 * jnp.arange(c)
+    flat = jnp.take_along_axis(table.reshape(n, c * 256), index.reshape(n, -1), 1)
+    return flat.reshape(q.shape)
 
 
 # ------------------------------------------------------------------- public
@@ -264,18 +281,18 @@ def apply(images, ops, magnitudes):
     """Applies op ``ops[k]`` with magnitude ``magnitudes[k]`` to image k.
 
     images: float32 [N, H, W, C] in [0, 1], C in {1, 3}; ops: int [N]
-    indices into OP_NAMES; magnitudes: float [N] in [-1, 1].
-    Returns float32 [N, H, W, C] in [0, 1].
+    indices into OP_NAMES (others act as Identity); magnitudes: float [N],
+    clipped to [-1, 1]. Returns float32 [N, H, W, C] in [0, 1].
     """
     images = jnp.asarray(images, jnp.float32)
     ops = jnp.asarray(ops, jnp.int32)
-    m = jnp.asarray(magnitudes, jnp.float32)
+    m = jnp.clip(jnp.asarray(magnitudes, jnp.float32), -1.0, 1.0)
     height, width = images.shape[1:3]
 
     warped = geometry.warp(images, _geometry_matrices(ops, m, height, width))
-    q = jnp.clip(jnp.round(images * 255.0), 0, 255).astype(jnp.int32)
-    enhanced = _enhance(q, ops, m).astype(jnp.float32) / 255.0
-    looked_up = _look_up(q, _table(q, ops, m)).astype(jnp.float32) / 255.0
+    q = jnp.floor(jnp.clip(images, 0.0, 1.0) * 255.0 + 0.5)  # 8-bit levels
+    enhanced = _enhance(q, ops, m) / 255.0
+    looked_up = _look_up(q, _table(q, ops, m)) / 255.0
 
     out = jnp.where(_per_image(_op_is(ops, _ENHANCE_OPS), 4), enhanced, warped)
     return jnp.where(_per_image(_op_is(ops, _TABLE_OPS), 4), looked_up, out)
@@ -285,8 +302,16 @@ def apply(images, ops, magnitudes):
 def apply_pair(images, op_a, op_b, mag_a, mag_b):
     """Per image k: op_a[k] with mag_a[k], then op_b[k] with mag_b[k].
 
-    Exactly ``apply(apply(images, op_a, mag_a), op_b, mag_b)``: two warps
-    rather than one composed warp, so a pair means the same as its ops in
-    sequence (and as PIL applied twice).
+    Exactly ``apply(apply(images, op_a, mag_a), op_b, mag_b)``: two warps,
+    not one composed warp, so a pair means its ops in sequence (as PIL
+    applied twice). The two stages are a 2-step scan so the intermediate
+    batch is stored once: chained directly, XLA fuses stage one into stage
+    two's gathers and recomputes it for every neighbour read.
     """
-    return apply(apply(images, op_a, mag_a), op_b, mag_b)
+    def stage(batch, op_and_magnitude):
+        return apply(batch, *op_and_magnitude), None
+
+    schedule = (jnp.stack([op_a, op_b]).astype(jnp.int32),
+                jnp.stack([mag_a, mag_b]).astype(jnp.float32))
+    images, _ = jax.lax.scan(stage, jnp.asarray(images, jnp.float32), schedule)
+    return images

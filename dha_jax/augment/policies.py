@@ -2,15 +2,20 @@
 
 Interface of a policy:
   init(rng) -> params['policy'] (tau; {} for a fixed policy)
-  augment(tau, images, keys, phase) -> (images, aux)   images float [N,H,W,C] in [0,1]
+  augment(tau, images, step_key, sample_keys, searching) -> (images, aux)
+      images float [N,H,W,C] in [0,1]; step_key is the same on every device, sample_keys
+      one per sample (from its global index); searching: bool scalar (search phase)
   loss(tau, aux, per_sample_losses) -> scalar L_DA (0 for a fixed policy)
   optimizer() -> optax transform for tau
   metrics(tau) -> dict of scalars for logging
 A new policy is a class plus an entry in POLICIES; the train step does not change.
 """
 
+import jax
 import jax.numpy as jnp
 import optax
+
+from dha_jax.augment import learned, ops
 
 
 class NoPolicy:
@@ -22,7 +27,7 @@ class NoPolicy:
   def init(self, rng):
     return {}
 
-  def augment(self, tau, images, keys, phase):
+  def augment(self, tau, images, step_key, sample_keys, searching):
     return images, {}
 
   def loss(self, tau, aux, losses):
@@ -34,8 +39,42 @@ class NoPolicy:
   def metrics(self, tau):
     return {}
 
+  def summary(self, tau):
+    return {}
 
-POLICIES = {'none': NoPolicy}
+
+class RandAugment(NoPolicy):
+  """RandAugment: N ops drawn uniformly per sample, fixed magnitude M (random sign)."""
+
+  def __init__(self, config):
+    self.n, self.m = config.policy.num_ops, config.policy.magnitude
+
+  def augment(self, tau, images, step_key, sample_keys, searching):
+    for i in range(self.n):
+      keys = jax.vmap(lambda k, i=i: jax.random.fold_in(k, 10 + i))(sample_keys)
+      op = jax.vmap(lambda k: jax.random.randint(k, (), 0, len(ops.OP_NAMES)))(keys)
+      sign = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 1)))(keys)
+      images = ops.apply(images, op, jnp.where(sign, self.m, -self.m))
+    return images, {}
+
+
+class TrivialAugment(NoPolicy):
+  """TrivialAugment: one uniformly drawn op per sample, magnitude ~ U[-1, 1]."""
+
+  def augment(self, tau, images, step_key, sample_keys, searching):
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 20))(sample_keys)
+    op = jax.vmap(lambda k: jax.random.randint(k, (), 0, len(ops.OP_NAMES)))(keys)
+    m = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1), (), minval=-1.0,
+                                              maxval=1.0))(keys)
+    return ops.apply(images, op, m), {}
+
+
+POLICIES = {
+    'none': NoPolicy,
+    'randaugment': RandAugment,
+    'trivialaugment': TrivialAugment,
+    'learned': learned.LearnedPolicy,
+}
 
 
 def register(name, cls):

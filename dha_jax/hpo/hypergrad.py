@@ -130,8 +130,8 @@ class LearnedHparams:
     theta per kind), so it needs the network's parameters (shapes) `net`."""
     state = {'opt': self.tx.init(hparams)}
     if self.objective == 'lagged':
-      zeros = {} if net is None else jax.tree_util.tree_map(jnp.zeros_like, net)
-      state.update(tangent={k: zeros for k in KINDS}, ready=jnp.zeros((), jnp.int32))
+      zeros = lambda: {} if net is None else jax.tree_util.tree_map(jnp.zeros_like, net)
+      state.update(tangent={k: zeros() for k in KINDS}, ready=jnp.zeros((), jnp.int32))
     return state
 
   def optimizer(self):

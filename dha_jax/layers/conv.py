@@ -19,8 +19,8 @@ impl names:
            (dense / grouped), sum of shifted multiplies (depthwise), einsum (1x1).
            Differentiable any number of times, forward or reverse.
   'mixed'  dense k>1: XLA's forward and input gradient (both fast on CPU) and
-           the chunked im2col kernel gradient, joined by a custom_vjp (reverse
-           mode only).  Depthwise / 1x1 / pooling as 'im2col'.
+           the chunked im2col kernel gradient, joined by a custom_jvp (so jvp,
+           grad and grad-of-grad all work).  Depthwise / 1x1 / pooling as 'im2col'.
   'auto'   (default) 'xla' on gpu/tpu, 'mixed' on cpu.
 """
 
@@ -179,63 +179,36 @@ def _depthwise(x, w, g: _Geom):
   return y
 
 
-def _chunk_size(x, w, g: _Geom):
-  oh, ow = g.out_hw(x.shape[1:3])
-  per_image = oh * ow * w.shape[0] * w.shape[1] * x.shape[-1] * x.dtype.itemsize
-  return max(1, min(x.shape[0], _CHUNK_BYTES // max(per_image, 1)))
-
-
-def _split_batch(x, chunk):
-  """x -> ([steps, chunk, ...] main part, remainder or None)."""
+def _chunked(fn, x, w, g: _Geom, chunk=None):
+  """fn(x, w, g) applied a few images at a time (lax.map), each chunk under
+  jax.checkpoint: the backward pass regathers a chunk's taps instead of storing
+  all of them, so they are built and consumed while still in cache (memory
+  traffic, not FLOPs, dominates these ops on CPU)."""
+  if chunk is None:
+    oh, ow = g.out_hw(x.shape[1:3])
+    taps = oh * ow * g.window[0] * g.window[1] * max(x.shape[-1], w.shape[-1])
+    chunk = max(1, _CHUNK_BYTES // (taps * x.dtype.itemsize))
+  if chunk >= x.shape[0]:
+    return fn(x, w, g)
+  body = jax.checkpoint(functools.partial(fn, g=g))
   m = x.shape[0] // chunk * chunk
-  main = x[:m].reshape((m // chunk, chunk) + x.shape[1:])
-  return main, (x[m:] if m < x.shape[0] else None)
+  y = lax.map(lambda xc: body(xc, w), x[:m].reshape((-1, chunk) + x.shape[1:]))
+  y = y.reshape((m,) + y.shape[2:])
+  return y if m == x.shape[0] else jnp.concatenate([y, body(x[m:], w)])
 
 
-def _im2col_chunked(x, w, g: _Geom, chunk=None):
-  """im2col a few images at a time; remat so the backward pass regathers patches
-  per chunk instead of storing all of them (memory traffic dominates on CPU)."""
-  chunk = chunk or _chunk_size(x, w, g)
-  if chunk >= x.shape[0]:
-    return _im2col(x, w, g)
-  body = jax.checkpoint(functools.partial(_im2col, g=g))
-  main, rest = _split_batch(x, chunk)
-  y = lax.map(lambda xc: body(xc, w), main)
-  y = y.reshape((-1,) + y.shape[2:])
-  return y if rest is None else jnp.concatenate([y, body(rest, w)])
-
-
-def _im2col_kernel_grad(x, dy, w, g: _Geom, chunk=None):
-  """dL/dkernel = sum over chunks of patches(x_c)^T dy_c (a scan, so each chunk's
-  patches are built, used and dropped while still in cache)."""
-  chunk = chunk or _chunk_size(x, w, g)
-
-  def one(xc, dyc):
-    return jax.linear_transpose(lambda w_: _im2col(xc, w_, g), w)(dyc)[0]
-
-  if chunk >= x.shape[0]:
-    return one(x, dy)
-  (xs, xr), (ds, dr) = _split_batch(x, chunk), _split_batch(dy, chunk)
-  acc, _ = lax.scan(lambda a, xd: (a + one(*xd), None), jnp.zeros_like(w), (xs, ds))
-  return acc if xr is None else acc + one(xr, dr)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _mixed(x, w, g: _Geom):
   return _xla(x, w, g)
 
 
-def _mixed_fwd(x, w, g):
-  return _xla(x, w, g), (x, w)
-
-
-def _mixed_bwd(g, res, dy):
-  x, w = res
-  dx = jax.linear_transpose(lambda x_: _xla(x_, w, g), x)(dy)[0]
-  return dx, _im2col_kernel_grad(x, dy, w, g)
-
-
-_mixed.defvjp(_mixed_fwd, _mixed_bwd)
+@_mixed.defjvp
+def _mixed_jvp(g, primals, tangents):
+  """Output and x-tangent via XLA; the kernel-tangent term via chunked im2col, so
+  its transpose (the kernel gradient) is a scan of small patch^T @ dy matmuls
+  instead of XLA's whole-image-window weight-gradient convolution."""
+  (x, w), (dx, dw) = primals, tangents
+  return _xla(x, w, g), _xla(dx, w, g) + _chunked(_im2col, x, dw, g)
 
 
 # --------------------------------------------------------------- public ops
@@ -255,10 +228,10 @@ def conv2d(x, kernel, strides=1, padding: Padding = 'SAME', dilation=1, groups=1
   if g.window == (1, 1):
     return _pointwise(x, kernel, g)
   if groups == cin and groups > 1:
-    return _depthwise(x, kernel, g)
+    return _chunked(_depthwise, x, kernel, g)
   if impl == 'mixed':
     return _mixed(x, kernel, g)
-  return _im2col_chunked(x, kernel, g)
+  return _chunked(_im2col, x, kernel, g)
 
 
 def _pool_geom(x, window, strides, padding):

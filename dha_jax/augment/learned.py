@@ -1,0 +1,88 @@
+"""The learned augmentation policy tau (METHOD.md section 2).
+
+tau in R^{14x14}: logits over ORDERED pairs (first op, second op), one softmax over all
+196. Each step draws one Gumbel-perturbed sampling distribution q = softmax((log p + g)/T)
+(the same on every device), then every sample its own pair from q and its own two
+magnitudes m ~ U[0, M] with a random sign. The policy loss
+    L_DA = - mean_k p_{u_k}(tau) * stopgrad(loss_k)
+raises the probability of pairs that give a HIGH training loss (harder augmentations).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dha_jax import optim
+from dha_jax.augment import ops
+
+NUM_OPS = len(ops.OP_NAMES)
+
+
+def pair_names():
+  return [f'{a}+{b}' for a in ops.OP_NAMES for b in ops.OP_NAMES]
+
+
+def probabilities(tau):
+  return jax.nn.softmax(tau.reshape(-1)).reshape(tau.shape)
+
+
+def sample_pairs(tau, step_key, sample_keys, temperature, gumbel):
+  """Pair index u_k in [0, 196) per sample."""
+  logp = jax.nn.log_softmax(tau.reshape(-1))
+  if gumbel:
+    logp = jax.nn.log_softmax((logp + jax.random.gumbel(step_key, logp.shape)) / temperature)
+  return jax.vmap(lambda k: jax.random.categorical(k, logp))(sample_keys)
+
+
+def signed_magnitudes(key, shape, max_magnitude):
+  """m ~ U[0, M] with a random sign (the sign picks the direction of directed ops)."""
+  k_m, k_s = jax.random.split(key)
+  m = jax.random.uniform(k_m, shape) * max_magnitude
+  return jnp.where(jax.random.bernoulli(k_s, shape=shape), m, -m)
+
+
+def policy_loss(tau, pairs, losses):
+  """L_DA; its gradient is -(1/B) sum_k loss_k p_{u_k} (e_{u_k} - p)."""
+  p = jax.nn.softmax(tau.reshape(-1))
+  return -jnp.mean(p[pairs] * jax.lax.stop_gradient(losses))
+
+
+class LearnedPolicy:
+  """tau trained with L_DA; see the module docstring."""
+
+  def __init__(self, config):
+    self.cfg = config.policy
+
+  def init(self, rng):
+    del rng
+    return {'tau': jnp.zeros((NUM_OPS, NUM_OPS), jnp.float32)}  # uniform
+
+  def augment(self, tau, images, step_key, sample_keys, searching):
+    pair_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(sample_keys)
+    mag_keys = jax.vmap(lambda k: jax.random.fold_in(k, 2))(sample_keys)
+    pairs = sample_pairs(tau['tau'], step_key, pair_keys, self.cfg.temperature,
+                         self.cfg.gumbel)
+    max_m = jnp.where(searching, self.cfg.magnitude_search, self.cfg.magnitude_tune)
+    mags = jax.vmap(lambda k: signed_magnitudes(k, (2,), max_m))(mag_keys)
+    out = ops.apply_pair(images, pairs // NUM_OPS, pairs % NUM_OPS, mags[:, 0], mags[:, 1])
+    return out, {'pairs': pairs}
+
+  def loss(self, tau, aux, losses):
+    return policy_loss(tau['tau'], aux['pairs'], losses)
+
+  def optimizer(self):
+    return optim.group_optimizer(self.cfg.optimizer)
+
+  def metrics(self, tau):
+    p = np.asarray(jax.device_get(probabilities(tau['tau']))).reshape(-1)
+    top = np.argsort(-p)[:5]
+    names = pair_names()
+    out = {'policy/entropy': float(-(p * np.log(p + 1e-30)).sum())}
+    for i, j in enumerate(top):
+      out[f'policy/top{i + 1}_prob'] = float(p[j])
+      out[f'policy/top{i + 1}_pair'] = names[j]
+    return out
+
+  def summary(self, tau):
+    p = np.asarray(jax.device_get(probabilities(tau['tau'])))
+    return {'policy': {'ops': list(ops.OP_NAMES), 'probabilities': p.round(6).tolist()}}
