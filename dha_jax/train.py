@@ -140,6 +140,8 @@ def train_and_evaluate(config, workdir: str, devices=None):
           scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
         writer.write(step, scalars)
         progress(step, scalars['epoch'], scalars, sps)
+      if epoch_done:
+        state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
       if ckpt.should_save(step) or preemption.requested:
         if not _all_finite(state.params):
           raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
@@ -184,6 +186,7 @@ def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time, 
       'devices': jax.device_count(),
   })
   result.update(comps.policy.summary(state.params['policy']))
+  result.update(comps.strategy.summary(state.params['arch'], state.nas_state))
   if jax.process_index() == 0:
     _pictures(workdir, result, writer, step)
     with open(os.path.join(workdir, 'result.json'), 'w') as f:

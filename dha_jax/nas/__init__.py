@@ -11,6 +11,8 @@ Interface (see fixed.FixedNetwork for the simplest complete example):
   mask_update(old_arch, new_arch, nas_state) -> arch after the step (e.g. frozen parts kept)
   after_step(nas_state, aux) -> nas_state (traced, inside the step)
   metrics(arch, nas_state) -> dict of scalars for logging
+  end_of_epoch(state, epoch) -> state (host side, once per epoch: fixing, recovery, ...)
+  summary(arch, nas_state) -> dict for result.json (genotype, FLOPs, parameters)
 """
 
 from dha_jax.nas import fixed
