@@ -4,6 +4,7 @@ A matrix here is 2x3 ``[[a, b, c], [d, e, f]]`` exactly as PIL's
 ``Image.transform(size, AFFINE, (a, b, c, d, e, f))`` reads it: it maps an
 OUTPUT point (x, y) to the INPUT point (a x + b y + c, d x + e y + f), in
 continuous coordinates where pixel (i, j) has its centre at (j + 0.5, i + 0.5).
+The builders below take magnitudes m [N] in [-1, 1] and return [N, 2, 3].
 """
 
 import jax
@@ -21,6 +22,7 @@ def _matrix(a, b, c, d, e, f):
 
 
 def identity(m):
+    """Identity matrices, one per magnitude (the warp then copies exactly)."""
     zero, one = jnp.zeros_like(m), jnp.ones_like(m)
     return _matrix(one, zero, zero, zero, one, zero)
 
@@ -37,36 +39,39 @@ def rotate(m, height, width):
 
 
 def shear_x(m):
+    """PIL AFFINE (1, 0.3 m, 0, 0, 1, 0)."""
     zero, one = jnp.zeros_like(m), jnp.ones_like(m)
     return _matrix(one, SHEAR * m, zero, zero, one, zero)
 
 
 def shear_y(m):
+    """PIL AFFINE (1, 0, 0, 0.3 m, 1, 0)."""
     zero, one = jnp.zeros_like(m), jnp.ones_like(m)
     return _matrix(one, zero, zero, SHEAR * m, one, zero)
 
 
 def translate_x(m, width):
+    """PIL AFFINE (1, 0, 0.45 m W, 0, 1, 0): content moves left for m > 0."""
     zero, one = jnp.zeros_like(m), jnp.ones_like(m)
     return _matrix(one, zero, TRANSLATE * width * m, zero, one, zero)
 
 
 def translate_y(m, height):
+    """PIL AFFINE (1, 0, 0, 0, 1, 0.45 m H): content moves up for m > 0."""
     zero, one = jnp.zeros_like(m), jnp.ones_like(m)
     return _matrix(one, zero, zero, zero, one, TRANSLATE * height * m)
 
 
 def _bilinear_corners(x, y, height, width):
-    """Flat indices of the 4 edge-clamped neighbours of index point (x, y),
-    and the fractional offsets, as PIL's bilinear filter picks them."""
+    """Row-major indices of the 4 edge-clamped neighbours of index point
+    (x, y), and the fractional offsets, as PIL's bilinear filter picks them."""
     x0, y0 = jnp.floor(x), jnp.floor(y)
     dx, dy = x - x0, y - y0
     x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
     xa, xb = jnp.clip(x0, 0, width - 1), jnp.clip(x0 + 1, 0, width - 1)
-    ya, yb = jnp.clip(y0, 0, height - 1), jnp.clip(y0 + 1, 0, height - 1)
-    corners = jnp.stack([ya * width + xa, ya * width + xb,
-                         yb * width + xa, yb * width + xb], axis=1)
-    return corners, dx[..., None], dy[..., None]
+    ya = jnp.clip(y0, 0, height - 1) * width
+    yb = jnp.clip(y0 + 1, 0, height - 1) * width
+    return (ya + xa, ya + xb, yb + xa, yb + xb), dx[..., None], dy[..., None]
 
 
 def warp(images, matrices):
@@ -75,7 +80,9 @@ def warp(images, matrices):
     PIL fills every output pixel whose sample point lies outside
     [0, W) x [0, H) and, inside, interpolates edge-clamped neighbours as
     ``a + (b - a) d`` (so an identity matrix returns the image exactly).
-    One gather fetches all four neighbours' channel vectors at once.
+    dm-pix's flat_nd_linear_interpolate does the same clamped interpolation
+    but channel by channel with N-d index bookkeeping, about 3x slower on
+    CPU than these four row gathers.
     """
     n, height, width, c = images.shape
     rows = jnp.arange(height, dtype=jnp.float32)[:, None] + 0.5
@@ -86,9 +93,10 @@ def warp(images, matrices):
     inside = (x_in >= 0) & (x_in < width) & (y_in >= 0) & (y_in < height)
     # Continuous coordinates -> array indices (pixel centres at integers).
     corners, dx, dy = _bilinear_corners(x_in - 0.5, y_in - 0.5, height, width)
-    pixels = images.reshape(n, height * width, c)
-    v = jax.vmap(lambda img, idx: img[idx])(pixels, corners.reshape(n, -1))
-    v = v.reshape(n, 4, height, width, c)
-    top = v[:, 0] + (v[:, 1] - v[:, 0]) * dx
-    bottom = v[:, 2] + (v[:, 3] - v[:, 2]) * dx
+    # One flat gather per neighbour, each fetching a pixel's C channels.
+    pixels = images.reshape(n * height * width, c)
+    image_start = (jnp.arange(n) * (height * width))[:, None, None]
+    v00, v01, v10, v11 = (pixels[image_start + k] for k in corners)
+    top = v00 + (v01 - v00) * dx
+    bottom = v10 + (v11 - v10) * dx
     return jnp.where(inside[..., None], top + (bottom - top) * dy, FILL)

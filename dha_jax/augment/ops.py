@@ -2,17 +2,21 @@
 
 Every op follows PIL (the reference DHA/RandAugment use) with magnitude
 m in [-1, 1]: |m| is the strength (m = 0 is the identity) and the sign a
-direction where the op has one. Each image of a batch gets its own op, yet
-no image pays for all 14: one stage runs three cheap batch-wide kernels,
+direction where the op has one. AutoContrast and Equalize, which PIL gives
+no strength, are PIL's ``Image.blend(image, op(image), |m|)``. Each image of a batch gets its own op, yet
+no image pays for all 14. The ops fall into three groups, each one cheap
+batch-wide kernel that leaves the other groups' images untouched:
 
-* one bilinear warp (geometric ops; other images get the identity matrix),
-* one blend ``degenerate + f (img - degenerate)`` (the ImageEnhance ops),
-* one 256-entry lookup table per image and channel (AutoContrast, Equalize,
-  Posterize, Solarize),
+* geometric: one bilinear warp (other images get the identity matrix);
+* enhance: one blend ``degenerate + f (image - degenerate)``;
+* table: one 256-entry lookup per image and channel (AutoContrast,
+  Equalize, Posterize, Solarize).
 
-and keeps, per image, the output of the kernel its op belongs to. The
-enhance and table ops work on 8-bit levels round(255 x) and reproduce PIL's
-uint8 results exactly, divided by 255.
+Running the three kernels in turn applies every image's op. The enhance
+and table ops work on 8-bit levels round(255 x) and reproduce PIL's uint8
+results exactly, returned as level * (1/255) (XLA's form of level / 255,
+within one float32 ulp of it); the warp differs from PIL only in keeping
+its float result rather than truncating to 8 bits.
 """
 
 import jax
@@ -59,6 +63,22 @@ def _floor_divide(a, b):
     quotient = jnp.floor(a / b)
     remainder = a - quotient * b
     return quotient - (remainder < 0) + (remainder >= b)
+
+
+def _pil_blend(base, other, weight):
+    """PIL's float32 ``base + weight * (other - base)`` for integer levels.
+
+    XLA on CPU fuses a multiply feeding an add into one fused multiply-add,
+    skipping the product's own rounding, which can move PIL's truncated
+    result by a level. With the weight split into two halves of 12
+    significant bits both partial products are exact, so the only
+    roundings left are PIL's: the product's and the sum's.
+    """
+    bits = jax.lax.bitcast_convert_type(weight, jnp.uint32)
+    high = jax.lax.bitcast_convert_type(bits & np.uint32(0xFFFFF000), jnp.float32)
+    low = weight - high
+    diff = other - base
+    return base + (high * diff + low * diff)
 
 
 # ----------------------------------------------------------------- geometry
@@ -149,14 +169,14 @@ def _enhance(q, ops, m):
     """
     factor = (1.0 + m * _ENHANCE_HI) + m * _ENHANCE_LO
     degenerate = _degenerate(q, ops)
-    blended = degenerate + _per_image(factor, 4) * (q - degenerate)
+    blended = _pil_blend(degenerate, q, _per_image(factor, 4))
     return jnp.floor(jnp.clip(blended, 0, 255))
 
 
 # ------------------------------------------------------------ lookup tables
 # Tables are [N, C, 256] int32: table[n, c, v] is the new level of v.
 
-_LEVELS = jnp.arange(256, dtype=jnp.int32)
+_LEVELS = np.arange(256, dtype=np.int32)
 
 
 def _autocontrast_undershoots():
@@ -184,10 +204,11 @@ _UNDERSHOOTS = _autocontrast_undershoots()
 _MAX_UNDERSHOOTS_PER_PAIR = 17
 
 
-def _autocontrast_table(q):
-    """PIL ImageOps.autocontrast: per channel, min..max -> 0..255."""
-    lo = jnp.min(q, axis=(1, 2)).astype(jnp.int32)[..., None]  # [N, C, 1]
-    hi = jnp.max(q, axis=(1, 2)).astype(jnp.int32)[..., None]
+def _autocontrast_table(lo, hi):
+    """PIL ImageOps.autocontrast: per channel, min..max -> 0..255.
+
+    lo, hi: [N, C, 1] int32 lowest and highest level of each channel.
+    """
     span = jnp.maximum(hi - lo, 1)
     table = jnp.clip(_floor_divide((_LEVELS - lo) * 255, span), 0, 255)
     # Take 1 off at the listed levels of this channel's (lo, hi) pair.
@@ -211,22 +232,28 @@ def _histogram(levels):
     return jnp.zeros(n * c * 256, jnp.int32).at[bins].add(1).reshape(n, c, 256)
 
 
-def _equalize_table(q):
-    """PIL ImageOps.equalize per channel.
+def _equalize_table(hist, hi):
+    """PIL ImageOps.equalize per channel, from its [N, C, 256] histogram and
+    [N, C, 1] highest levels.
 
     step = (pixels - count of the top level) // 255; level v maps to
     (step // 2 + #pixels below v) // step; step 0 (which includes a flat
     channel) keeps the channel unchanged. Levels past 255 are clipped, as
     PIL saturates its lut when applying it.
     """
-    levels = q.astype(jnp.int32)
-    hist = _histogram(levels)
-    pixels = q.shape[1] * q.shape[2]
-    top = jnp.max(levels, axis=(1, 2))[..., None]  # [N, C, 1]
-    step = (pixels - jnp.take_along_axis(hist, top, axis=2)) // 255
+    pixels = jnp.sum(hist, axis=2, keepdims=True)
+    step = (pixels - jnp.take_along_axis(hist, hi, axis=2)) // 255
     below = jnp.cumsum(hist, axis=2) - hist
     table = _floor_divide(step // 2 + below, jnp.maximum(step, 1))
     return jnp.where(step > 0, jnp.clip(table, 0, 255).astype(jnp.int32), _LEVELS)
+
+
+def _blend_table(table, m):
+    """Image.blend(image, table op(image), |m|) as a table: PIL truncates
+    ``v + a (t - v)`` computed in float32, so |m| = 1 gives t exactly."""
+    levels = _LEVELS.astype(jnp.float32)
+    strength = jnp.abs(m)[:, None, None]
+    return jnp.floor(_pil_blend(levels, table, strength)).astype(jnp.int32)
 
 
 def _posterize_table(m):
@@ -251,10 +278,15 @@ def _table(q, ops, m):
     once.
     """
     shape = (q.shape[0], q.shape[-1], 256)
+    hist = _histogram(q.astype(jnp.int32))
+    # Lowest and highest level present, [N, C, 1] (cheaper than min / max).
+    present = hist > 0
+    lo = jnp.argmax(present, axis=2)[..., None]
+    hi = 255 - jnp.argmax(present[..., ::-1], axis=2)[..., None]
     candidates = jnp.stack([
         jnp.broadcast_to(_LEVELS, shape),  # every non-table op
-        _autocontrast_table(q),
-        _equalize_table(q),
+        _blend_table(_autocontrast_table(lo, hi), m),
+        _blend_table(_equalize_table(hist, hi), m),
         jnp.broadcast_to(_posterize_table(m), shape),
         jnp.broadcast_to(_solarize_table(m), shape),
     ], axis=1).astype(jnp.float32)
@@ -266,11 +298,68 @@ def _table(q, ops, m):
 
 
 def _look_up(q, table):
-    """out[n, h, w, c] = table[n, c, q[n, h, w, c]]."""
+    """out[n, h, w, c] = table[n, c, q[n, h, w, c]], as one flat gather."""
     n, _, _, c = q.shape
-    index = q.astype(jnp.int32) + 256 * jnp.arange(c)
-    flat = jnp.take_along_axis(table.reshape(n, c * 256), index.reshape(n, -1), 1)
-    return flat.reshape(q.shape)
+    rows = jnp.arange(n * c).reshape(n, 1, 1, c)
+    return table.reshape(-1)[rows * 256 + q.astype(jnp.int32)]
+
+
+# ------------------------------------------------------------------ kernels
+# A kernel maps (images, levels, ops, m) to images: it applies its group's
+# ops and returns every other image untouched (bit for bit), so running the
+# three kernels in sequence applies each image's one op.
+
+
+def _levels(images):
+    """8-bit levels round(255 x) of [0, 1] images, as float32 integers."""
+    return jnp.floor(jnp.clip(images, 0.0, 1.0) * 255.0 + 0.5)
+
+
+def _geometric_kernel(images, levels, ops, m):
+    del levels
+    height, width = images.shape[1:3]
+    warped = geometry.warp(images, _geometry_matrices(ops, m, height, width))
+    return jnp.clip(warped, 0.0, 1.0)  # a lerp may round 1 ulp outside
+
+
+def _enhance_kernel(images, levels, ops, m):
+    enhanced = _enhance(levels, ops, m) / 255.0
+    return jnp.where(_per_image(_op_is(ops, _ENHANCE_OPS), 4), enhanced, images)
+
+
+def _table_kernel(images, levels, ops, m):
+    looked_up = _look_up(levels, _table(levels, ops, m)) / 255.0
+    return jnp.where(_per_image(_op_is(ops, _TABLE_OPS), 4), looked_up, images)
+
+
+_KERNELS = (_geometric_kernel, _enhance_kernel, _table_kernel)
+
+
+def _run(images, ops, m):
+    """Applies stage s's op ops[s, k] with magnitude m[s, k] to image k, for
+    stages s = 0, 1, ... in order.
+
+    The stages' kernels are steps of one scan, so each step reads its input
+    and the 8-bit levels from memory. Chained as plain expressions, XLA
+    fuses producers into consumers and recomputes them per use: a warp's
+    input per neighbour read, the levels per 3x3 smoothing tap.
+    """
+    num_kernels = len(_KERNELS)
+
+    def step(state, index):
+        images, levels = state
+        stage = index // num_kernels
+        images = jax.lax.switch(index % num_kernels, _KERNELS, images, levels,
+                                ops[stage], m[stage])
+        return (images, _levels(images)), None
+
+    steps = jnp.arange(ops.shape[0] * num_kernels)
+    (images, _), _ = jax.lax.scan(step, (images, _levels(images)), steps)
+    return images
+
+
+def _as_stages(*columns, dtype):
+    return jnp.stack([jnp.asarray(c, dtype) for c in columns])
 
 
 # ------------------------------------------------------------------- public
@@ -284,18 +373,9 @@ def apply(images, ops, magnitudes):
     indices into OP_NAMES (others act as Identity); magnitudes: float [N],
     clipped to [-1, 1]. Returns float32 [N, H, W, C] in [0, 1].
     """
-    images = jnp.asarray(images, jnp.float32)
-    ops = jnp.asarray(ops, jnp.int32)
-    m = jnp.clip(jnp.asarray(magnitudes, jnp.float32), -1.0, 1.0)
-    height, width = images.shape[1:3]
-
-    warped = geometry.warp(images, _geometry_matrices(ops, m, height, width))
-    q = jnp.floor(jnp.clip(images, 0.0, 1.0) * 255.0 + 0.5)  # 8-bit levels
-    enhanced = _enhance(q, ops, m) / 255.0
-    looked_up = _look_up(q, _table(q, ops, m)) / 255.0
-
-    out = jnp.where(_per_image(_op_is(ops, _ENHANCE_OPS), 4), enhanced, warped)
-    return jnp.where(_per_image(_op_is(ops, _TABLE_OPS), 4), looked_up, out)
+    m = jnp.clip(_as_stages(magnitudes, dtype=jnp.float32), -1.0, 1.0)
+    return _run(jnp.asarray(images, jnp.float32),
+                _as_stages(ops, dtype=jnp.int32), m)
 
 
 @jax.jit
@@ -304,14 +384,30 @@ def apply_pair(images, op_a, op_b, mag_a, mag_b):
 
     Exactly ``apply(apply(images, op_a, mag_a), op_b, mag_b)``: two warps,
     not one composed warp, so a pair means its ops in sequence (as PIL
-    applied twice). The two stages are a 2-step scan so the intermediate
-    batch is stored once: chained directly, XLA fuses stage one into stage
-    two's gathers and recomputes it for every neighbour read.
+    applied twice).
     """
-    def stage(batch, op_and_magnitude):
-        return apply(batch, *op_and_magnitude), None
+    m = jnp.clip(_as_stages(mag_a, mag_b, dtype=jnp.float32), -1.0, 1.0)
+    return _run(jnp.asarray(images, jnp.float32),
+                _as_stages(op_a, op_b, dtype=jnp.int32), m)
 
-    schedule = (jnp.stack([op_a, op_b]).astype(jnp.int32),
-                jnp.stack([mag_a, mag_b]).astype(jnp.float32))
-    images, _ = jax.lax.scan(stage, jnp.asarray(images, jnp.float32), schedule)
-    return images
+
+if __name__ == "__main__":
+    # Timing of the training-step call: python -m dha_jax.augment.ops
+    import time
+
+    rng = np.random.default_rng(0)
+    n = 128
+    args = (rng.uniform(0, 1, (n, 32, 32, 3)).astype(np.float32),
+            rng.integers(0, len(OP_NAMES), n).astype(np.int32),
+            rng.integers(0, len(OP_NAMES), n).astype(np.int32),
+            rng.uniform(-1, 1, n).astype(np.float32),
+            rng.uniform(-1, 1, n).astype(np.float32))
+    args = jax.device_put(args)
+    apply_pair(*args).block_until_ready()
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        apply_pair(*args).block_until_ready()
+        times.append(time.perf_counter() - start)
+    print(f"apply_pair, N={n}, 32x32x3: min {1e3 * min(times):.2f} ms, "
+          f"median {1e3 * np.median(times):.2f} ms")
