@@ -18,11 +18,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags  # pylint: disable=wrong-import-position
 
-config_flags.DEFINE_config_file('config', None, 'config file', lock_config=True)
-flags.DEFINE_integer('steps', 20, 'timed steps')
-flags.DEFINE_integer('warmup', 3, 'untimed steps after compilation')
-flags.DEFINE_string('label', '', 'name printed with the result')
 FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  config_flags.DEFINE_config_file('config', None, 'config file', lock_config=True)
+  flags.DEFINE_integer('steps', 20, 'timed steps')
+  flags.DEFINE_integer('warmup', 3, 'untimed steps after compilation')
+  flags.DEFINE_string('label', '', 'name printed with the result')
 
 
 def measure(config, steps=20, warmup=3, devices=None):
@@ -75,4 +78,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
