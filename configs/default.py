@@ -12,6 +12,7 @@ augmentation) on the offline digits set: ~97% test accuracy in well under a minu
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
@@ -79,7 +80,18 @@ def get_config():
   pol.magnitude_tune = 0.5    # learned: M after the search phase
   pol.optimizer = ml_collections.ConfigDict(
       {'name': 'sgd', 'lr': 0.02, 'momentum': 0.9, 'nesterov': True, 'weight_decay': 5e-4})
-  c.hpo = ml_collections.ConfigDict({'enabled': False})  # hyper-parameters eta
+  c.hpo = h = ml_collections.ConfigDict()  # hyper-parameters eta (dha_jax/hpo/hypergrad.py)
+  h.enabled = False          # False: eta = (config.lr, config.weight_decay) x schedule
+  h.objective = 'train'      # 'val' (held-out batch) | 'train' (fresh batch) | 'lagged' (free)
+  h.lr_bounds = (1e-3, 0.05)
+  h.wd_bounds = (1e-4, 5e-4)
+  h.lr_init = config_dict.placeholder(float)  # None = midpoint (in `space`)
+  h.wd_init = config_dict.placeholder(float)
+  h.space = 'log'            # 'log' | 'linear' (stored normalised to the bounds)
+  h.per_group = False        # one eta per group: conv | dense | norm_bias
+  h.use_schedule = False     # True: learned lr x the base schedule
+  h.optimizer = ml_collections.ConfigDict(
+      {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999})  # lr: fraction of the range per step
   c.nas = ml_collections.ConfigDict({'strategy': 'none'})  # architecture alpha
 
   # ---- bookkeeping -----------------------------------------------------------------

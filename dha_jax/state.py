@@ -36,7 +36,7 @@ def create(config, strategy, policy, hpo, txs, image_shape, rng) -> TrainState:
   params = {'net': net, 'arch': arch, 'policy': policy.init(k_pol)}
   hparams = hpo.init()
   opt_state = {g: txs[g].init(params[g]) for g in GROUPS}
-  opt_state['hparams'] = txs['hparams'].init(hparams)
+  opt_state['hparams'] = hpo.init_opt_state(hparams, params['net'])
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, hparams=hparams,
                     batch_stats=batch_stats, opt_state=opt_state, nas_state=nas_state,
                     rng=k_state)

@@ -181,14 +181,14 @@ def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time, 
       'wall_time_s': wall_time,
       'steps': step,
       'images_processed': step * config.batch_size,
-      'hparams': {k: float(v) for k, v in hp.items()},
+      'hparams': {k: np.asarray(v).tolist() for k, v in hp.items()},
       'dataset': ds.name,
-      'devices': jax.device_count(),
+      'devices': int(mesh.devices.size),
   })
   result.update(comps.policy.summary(state.params['policy']))
   result.update(comps.strategy.summary(state.params['arch'], state.nas_state))
   if jax.process_index() == 0:
-    _pictures(workdir, result, writer, step)
+    _pictures(workdir, result, writer, step, comps)
     with open(os.path.join(workdir, 'result.json'), 'w') as f:
       json.dump(result, f, indent=2)
   print('result: ' + json.dumps({k: v for k, v in result.items()
@@ -196,8 +196,12 @@ def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time, 
   return result
 
 
-def _pictures(workdir, result, writer, step):
+def _pictures(workdir, result, writer, step, comps):
   from dha_jax import plots  # pylint: disable=g-import-not-at-top
+  if comps.hpo.objective is not None:
+    from dha_jax.hpo import plot  # pylint: disable=g-import-not-at-top
+    plot.plot_hparams(os.path.join(workdir, 'metrics.jsonl'),
+                      os.path.join(workdir, 'hparams.png'))
   if 'policy' in result:
     img = plots.save_policy(result['policy']['probabilities'], result['policy']['ops'],
                             os.path.join(workdir, 'policy.png'))

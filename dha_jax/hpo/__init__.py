@@ -4,7 +4,9 @@ config.weight_decay (times the base schedule); dha_jax/hpo/hypergrad.py learns t
 Interface of an eta handler:
   init() -> hparams pytree (stored in TrainState.hparams, in its optimisation space)
   values(hparams) -> {'learning_rate': ..., 'weight_decay': ...} as the optimizer takes them
-  optimizer() -> optax transform for hparams (its state is TrainState.opt_state['hparams'])
+  optimizer() -> optax transform for hparams
+  init_opt_state(hparams, net) -> TrainState.opt_state['hparams'] (net = theta, for state
+      shaped like it, e.g. the stored tangent of the 'lagged' objective)
   apply_update(tx, opt_state, params, grads, hparams, hp_opt_state, eta_fn, hpo_loss)
       -> (new_params, new_opt_state, new_hparams, new_hp_opt_state, metrics)
       The theta update with eta_fn(hparams) injected into the optimizer; a learned handler
@@ -36,6 +38,10 @@ class FixedHparams:
 
   def optimizer(self):
     return optax.identity()
+
+  def init_opt_state(self, hparams, net=None):
+    del net
+    return self.optimizer().init(hparams)
 
   def apply_update(self, tx, opt_state, params, grads, hparams, hp_opt_state, eta_fn,
                    hpo_loss):

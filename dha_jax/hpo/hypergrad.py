@@ -92,7 +92,7 @@ class LearnedHparams:
       v = h[field]
       if v is not None and not lo <= v <= hi:
         raise ValueError(f'config.hpo.{field}={v} lies outside its bounds [{lo}, {hi}]')
-      self.start[kind] = 0.5 if v is None else self._unit(kind, v)
+      self.start[kind] = 0.5 if v is None else self.to_unit(kind, v)
     self.tx = optim.group_optimizer(h.optimizer)
 
   def _check_bounds(self, field, b):
@@ -109,7 +109,7 @@ class LearnedHparams:
       return lo * jnp.exp(u * math.log(hi / lo))
     return lo + u * (hi - lo)
 
-  def _unit(self, kind, v):
+  def to_unit(self, kind, v):
     lo, hi = self.bounds[kind]
     return math.log(v / lo) / math.log(hi / lo) if self.log else (v - lo) / (hi - lo)
 
@@ -150,43 +150,55 @@ class LearnedHparams:
     def theta_next(u):
       return self._update_theta(tx, opt_state, params, grads, eta_fn(u), gid)
 
-    extra = {}
     if self.objective == 'lagged':
-      tangent = hp_opt_state['tangent']
-      if not jax.tree_util.tree_leaves(tangent['lr']):
-        raise ValueError("config.hpo.objective='lagged' keeps a tangent shaped like theta: "
-                         'create the state with hpo.init_opt_state(hparams, net_params)')
-      # grads are already averaged over devices and the tangent is replicated: no pmean.
-      hgrad = self._contract(grads, tangent, gid)
-      new_u, new_opt = self._step_eta(hgrad, hparams, hp_opt_state['opt'])
-      # Step 0 has no tangent yet: keep eta and its optimizer (zero gradient, no step).
-      ready = hp_opt_state['ready'] > 0
-      new_u, new_opt = jax.tree_util.tree_map(lambda a, b: jnp.where(ready, a, b),
-                                              (new_u, new_opt), (hparams, hp_opt_state['opt']))
-      (new_params, new_net_opt), lin = jax.linearize(theta_next, new_u)
-      new_tangent = {k: lin({j: jnp.full_like(new_u[j], j == k) for j in KINDS})[0]
-                     for k in KINDS}
-      new_hp_state = {'opt': new_opt, 'tangent': new_tangent, 'ready': jnp.ones_like(
-          hp_opt_state['ready'])}
-      used = new_u
+      new_params, new_net_opt, new_u, new_hp_state, hgrad, extra = self._lagged(
+          theta_next, grads, gid, hparams, hp_opt_state)
+      used = new_u        # eta moves first, then theta steps with it
     else:
-      if hpo_loss is None:
-        raise ValueError(f'config.hpo.objective={self.objective!r} needs the HPO batch '
-                         "(batch['hpo_image'], batch['hpo_label'])")
-
-      def objective(u):
-        new_p, new_o = theta_next(u)
-        return hpo_loss(new_p), (new_p, new_o)
-
-      (loss, (new_params, new_net_opt)), hgrad = jax.value_and_grad(
-          objective, has_aux=True)(hparams)
-      hgrad, extra['hpo/loss'] = parallel.pmean((hgrad, loss))
-      new_u, new_opt = self._step_eta(hgrad, hparams, hp_opt_state['opt'])
-      new_hp_state = {'opt': new_opt}
+      new_params, new_net_opt, new_u, new_hp_state, hgrad, extra = self._through_loss(
+          theta_next, hpo_loss, hparams, hp_opt_state)
       used = hparams
-    metrics = self._metrics(eta_fn(used), used, new_u, hgrad)
+    # hgrad is at the input u in both modes (lagged: the u its tangent was taken at).
+    metrics = self._metrics(eta_fn(used), hparams, new_u, hgrad)
     metrics.update(extra)
     return new_params, new_net_opt, new_u, new_hp_state, metrics
+
+  def _through_loss(self, theta_next, hpo_loss, u, hp_state):
+    """'val'/'train': reverse mode through the update and L_hpo at theta_{t+1}."""
+    if hpo_loss is None:
+      raise ValueError(f'config.hpo.objective={self.objective!r} needs the HPO batch '
+                       "(batch['hpo_image'], batch['hpo_label'])")
+
+    def objective(u):
+      new_p, new_o = theta_next(u)
+      return hpo_loss(new_p), (new_p, new_o)
+
+    (loss, (new_params, new_net_opt)), hgrad = jax.value_and_grad(
+        objective, has_aux=True)(u)
+    hgrad, loss = parallel.pmean((hgrad, loss))   # hpo_loss is local to the device
+    new_u, new_opt = self._step_eta(hgrad, u, hp_state['opt'])
+    return new_params, new_net_opt, new_u, {'opt': new_opt}, hgrad, {'hpo/loss': loss}
+
+  def _lagged(self, theta_next, grads, gid, u, hp_state):
+    """'lagged': g_{t+1} . d theta_{t+1}/d u_t updates u_t one step late; then the tangent
+    of this step's update (forward mode, no network pass) is stored for the next."""
+    tangent = hp_state['tangent']
+    if not jax.tree_util.tree_leaves(tangent['lr']):
+      raise ValueError("config.hpo.objective='lagged' keeps a tangent shaped like theta: "
+                       'create the state with hpo.init_opt_state(hparams, net_params)')
+    # grads are already averaged over devices and the tangent is replicated: no pmean.
+    hgrad = self._contract(grads, tangent, gid)
+    new_u, new_opt = self._step_eta(hgrad, u, hp_state['opt'])
+    # Step 0 has no tangent yet: keep eta and its optimizer (zero gradient, no step).
+    ready = hp_state['ready'] > 0
+    new_u, new_opt = jax.tree_util.tree_map(lambda a, b: jnp.where(ready, a, b),
+                                            (new_u, new_opt), (u, hp_state['opt']))
+    (new_params, new_net_opt), lin = jax.linearize(theta_next, new_u)
+    new_tangent = {k: lin({j: jnp.full_like(new_u[j], j == k) for j in KINDS})[0]
+                   for k in KINDS}
+    new_state = {'opt': new_opt, 'tangent': new_tangent,
+                 'ready': jnp.ones_like(hp_state['ready'])}
+    return new_params, new_net_opt, new_u, new_state, hgrad, {}
 
   # ---- pieces ----------------------------------------------------------------------
   def _update_theta(self, tx, opt_state, params, grads, eta, gid):
@@ -226,15 +238,15 @@ class LearnedHparams:
     new = optax.apply_updates(u, updates)
     return jax.tree_util.tree_map(lambda x: jnp.clip(x, 0.0, 1.0), new), opt
 
-  def _metrics(self, eta_used, u_used, u_new, hgrad):
+  def _metrics(self, eta_used, u_grad, u_new, hgrad):
     """Scalars only: the eta the optimizer used (lr, weight_decay), the learned value now
-    held (hpo/...), dL_hpo/d value at the used eta (hpo/grad_...), on-bound flags."""
+    held (hpo/...), dL_hpo/d value at u_grad (hpo/grad_...), on-bound flags."""
     m = {}
     for k in KINDS:
       series = {
           k: eta_used[OPT_NAMES[k]],
           f'hpo/{k}': self._value(k, u_new[k]),
-          f'hpo/grad_{k}': hgrad[k] / self._dvalue_du(k, u_used[k]),
+          f'hpo/grad_{k}': hgrad[k] / self._dvalue_du(k, u_grad[k]),
           f'hpo/at_bound_{k}': ((u_new[k] <= 0) | (u_new[k] >= 1)).astype(jnp.float32),
       }
       for name, v in series.items():

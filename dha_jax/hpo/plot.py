@@ -63,11 +63,11 @@ def plot_hparams(metrics_jsonl_path, out_png, bounds=None):
     for k, (x, y) in sorted(used.items()):
       line, = ax.plot(x, y, label=k)
       lk = 'hpo/' + k
-      if hpo.get('use_schedule') and lk in learned:
+      if name == 'lr' and hpo.get('use_schedule') and lk in learned:
         ax.plot(*learned[lk], ':', color=line.get_color(), label=lk + ' (learned)')
       drawn = True
-    for b in bounds.get(bound_key, ()):
-      ax.axhline(b, color='gray', linestyle='--', linewidth=1)
+    for i, b in enumerate(bounds.get(bound_key, ())):
+      ax.axhline(b, color='gray', linestyle='--', linewidth=1, label=None if i else 'bounds')
     ax.set(title=title, xlabel='step', yscale='log')
     if used:
       ax.legend(fontsize=8)
