@@ -15,14 +15,21 @@ from dha_jax.layers import conv
 TOL = dict(rtol=1e-5, atol=1e-5)  # float32, outputs and grads are O(1)
 
 
-@pytest.fixture(autouse=True)
-def _small_chunks(monkeypatch):
-  """2 images per chunk: batch 5 runs 2 lax.map steps + a remainder (all paths)."""
+@pytest.fixture
+def small_chunks(monkeypatch):
+  """2 images per chunk: batch 5 runs 2 lax.map steps + a remainder."""
   monkeypatch.setattr(conv, '_chunked', functools.partial(conv._chunked, chunk=2))
 
 
-def _rand(key, shape, scale=1.):
-  return scale * jax.random.normal(jax.random.PRNGKey(key), shape, jnp.float32)
+def _rand(seed, shape, scale=1.):
+  """numpy, not jax.random: every new shape would cost a PRNG compile."""
+  return jnp.asarray(scale * np.random.RandomState(seed).randn(*shape), jnp.float32)
+
+
+def _run(fn, *args):
+  """jit + run, compiled at LLVM -O0: the suite is compile-bound and -O0 halves it."""
+  return jax.jit(fn).lower(*args).compile(
+      compiler_options={'xla_backend_optimization_level': 0})(*args)
 
 
 def _lax_conv(x, w, strides, padding, dilation, groups):
@@ -70,35 +77,59 @@ def _impls(cases):
                          list(_impls(DENSE + DEPTHWISE + OTHER)))
 def test_conv_matches_lax(impl, k, s, d, padding, groups, cin, cout):
   groups = cin if groups == -1 else groups
-  n, hw = 5, (9, 10)  # odd size: stride-2 SAME pads asymmetrically; 5 = 2+2+1 chunks
+  n, hw = 5, (9, 10)  # odd size: stride-2 SAME pads asymmetrically
   x = _rand(0, (n,) + hw + (cin,))
   w = _rand(1, (k, k, cin // groups, cout), (k * k * cin / groups) ** -.5)
   args = (s, padding, d, groups)
-  got = jax.jit(lambda x, w: _value_and_grads(
-      lambda a, b: conv.conv2d(a, b, *args, impl=impl), x, w))(x, w)
-  want = jax.jit(lambda x, w: _value_and_grads(
-      lambda a, b: _lax_conv(a, b, *args), x, w))(x, w)
+  got, want = _run(lambda x, w: (  # one compile per test
+      _value_and_grads(lambda a, b: conv.conv2d(a, b, *args, impl=impl), x, w),
+      _value_and_grads(lambda a, b: _lax_conv(a, b, *args), x, w)), x, w)
   chex.assert_trees_all_equal_shapes(got, want)
   chex.assert_shape(got[0], (n, None, None, cout))
   chex.assert_trees_all_close(got, want, **TOL)
 
 
+CHUNKED = [('im2col', 3, 1, 1, 'SAME', 1, 3, 5), ('mixed', 3, 2, 2, 'SAME', 1, 3, 5),
+           ('mixed', 3, 2, 1, 'SAME', 2, 4, 6), ('im2col', 5, 2, 1, 'SAME', -1, 4, 4),
+           ('im2col', 3, 1, 2, 'SAME', -1, 4, 8)]
+
+
+@pytest.mark.parametrize('impl,k,s,d,padding,groups,cin,cout', CHUNKED)
+def test_conv_chunked_matches_lax(small_chunks, impl, k, s, d, padding, groups, cin, cout):
+  del small_chunks
+  test_conv_matches_lax(impl, k, s, d, padding, groups, cin, cout)
+
+
 def test_mixed_supports_forward_mode_and_second_order():
+  """custom_jvp (not custom_vjp): jvp, grad-of-grad and forward-over-reverse work,
+  as do gradients w.r.t. one argument (the other's tangent is a symbolic zero)."""
   x, w = _rand(0, (3, 8, 8, 3)), _rand(1, (3, 3, 3, 4), .2)
-  f = lambda impl: lambda x, w: jnp.sum(jnp.tanh(conv.conv2d(x, w, 2, impl=impl)))
-  for transform in (lambda g: jax.jvp(g, (x, w), (x, w)),
-                    lambda g: jax.hessian(g, argnums=1)(x, w),
-                    lambda g: jax.jacfwd(jax.grad(g, argnums=1), argnums=0)(x, w)):
-    chex.assert_trees_all_close(transform(f('mixed')), transform(f('xla')), **TOL)
+  tx, tw = _rand(2, x.shape), _rand(3, w.shape)
+
+  def all_modes(x, w, impl):
+    f = lambda x, w: jnp.sum(jnp.tanh(conv.conv2d(x, w, 2, impl=impl)))
+    g = jax.grad(f, argnums=(0, 1))
+    return (jax.jvp(f, (x, w), (tx, tw)),
+            jax.grad(f, argnums=0)(x, w), jax.grad(f, argnums=1)(x, w),
+            jax.jvp(g, (x, w), (tx, tw)),  # Hessian-vector product
+            jax.grad(lambda x, w: jnp.sum(g(x, w)[1] ** 2), argnums=(0, 1))(x, w))
+
+  got, want = _run(lambda x, w: (all_modes(x, w, 'mixed'), all_modes(x, w, 'xla')), x, w)
+  chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 POOLS = [(3, 1, 'SAME'), (3, 2, 'SAME'), (2, 2, 'VALID'), (3, 2, 'VALID'), (3, 1, 1),
          (3, 2, ((1, 0), (0, 2))), (5, 1, 'SAME')]
 
 
-@pytest.mark.parametrize('impl', ['im2col', 'xla'])
-@pytest.mark.parametrize('pool', ['max', 'avg', 'avg_incl'])
-@pytest.mark.parametrize('window,strides,padding', POOLS)
+def _pools():
+  for c in POOLS:
+    yield from (('im2col', 'max') + c, ('im2col', 'avg') + c)
+  for c in POOLS[:2]:
+    yield from (('im2col', 'avg_incl') + c, ('xla', 'max') + c, ('xla', 'avg') + c)
+
+
+@pytest.mark.parametrize('impl,pool,window,strides,padding', list(_pools()))
 def test_pool_matches_flax(impl, pool, window, strides, padding):
   x = _rand(2, (2, 9, 10, 3))  # continuous values: no ties for max's gradient
   flax_pad = conv._pads(padding, x.shape[1:3], (window,) * 2, (strides,) * 2, (1, 1))
@@ -111,8 +142,8 @@ def test_pool_matches_flax(impl, pool, window, strides, padding):
     ref = lambda a: nn.avg_pool(a, (window,) * 2, (strides,) * 2, flax_pad,
                                 count_include_pad=incl)
   r = _rand(3, jax.eval_shape(ref, x).shape)
-  both = lambda f: jax.jit(lambda a: (f(a), jax.grad(lambda b: jnp.sum(f(b) * r))(a)))(x)
-  got, want = both(ours), both(ref)
+  both = lambda f, a: (f(a), jax.grad(lambda b: jnp.sum(f(b) * r))(a))
+  got, want = _run(lambda a: (both(ours, a), both(ref, a)), x)
   chex.assert_trees_all_equal_shapes(got, want)
   chex.assert_trees_all_close(got, want, **TOL)
 
@@ -126,18 +157,19 @@ def test_flax_module_is_drop_in(kw):
   x = _rand(4, (2, 9, 9, 4))
   ours, ref = conv.Conv(**kw), nn.Conv(**dict(dict(use_bias=False), **kw))
   key = jax.random.PRNGKey(5)
-  p_ours, p_ref = ours.init(key, x), ref.init(key, x)
+  p_ours, p_ref = _run(lambda k: (ours.init(k, x), ref.init(k, x)), key)
   chex.assert_trees_all_equal_shapes(p_ours, p_ref)
   chex.assert_trees_all_close(p_ours, p_ref)  # same default init, same names
-  chex.assert_trees_all_close(ours.apply(p_ref, x), ref.apply(p_ref, x), **TOL)
+  got, want = _run(lambda p: (ours.apply(p, x), ref.apply(p, x)), p_ref)
+  chex.assert_trees_all_close(got, want, **TOL)
 
 
 def test_flax_module_positional_and_impl():
   x = _rand(4, (2, 8, 8, 3))
   m = conv.Conv(4, (3, 3), 2, impl='im2col')
-  p = m.init(jax.random.PRNGKey(0), x)
+  p = jax.eval_shape(m.init, jax.random.PRNGKey(0), x)
   chex.assert_shape(p['params']['kernel'], (3, 3, 3, 4))
-  chex.assert_shape(m.apply(p, x), (2, 4, 4, 4))
+  chex.assert_shape(jax.eval_shape(m.apply, p, x), (2, 4, 4, 4))
 
 
 def test_impl_names():

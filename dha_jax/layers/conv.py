@@ -1,13 +1,13 @@
 """2-D convolution and pooling with a per-backend choice of formulation.
 
 XLA's CPU convolution is fast forward but very slow under grad: the kernel
-gradient is lowered to a "convolution" whose window is the whole image, which
-the CPU runtime runs naively (~500 ms for one 3x3 32->32 conv, batch 128, 28x28,
-on 2 cores).  The same numbers done as shifted slices + matmuls, processed a few
-images at a time so the gathered patches stay in cache, take ~40 ms.  Grouped
-convs via ``feature_group_count`` and ``reduce_window`` pooling are similarly
-slow on CPU, while sums of shifted slices are fast.  On GPU/TPU the library
-convolution (cuDNN, ...) is the right path, so 'auto' only rewrites on CPU.
+gradient becomes a "convolution" whose window is the whole image, which the CPU
+runtime runs naively (~500 ms for one 3x3 32->32 conv, batch 128, 28x28, on 2
+cores).  The same numbers as shifted slices + matmuls, a few images at a time so
+the gathered patches stay in cache, take ~40 ms.  Grouped convs through
+``feature_group_count`` (20-30x) and max pooling through ``reduce_window`` are
+also slow on CPU, while sums / maxima of shifted slices are fast.  On GPU/TPU the
+library convolution (cuDNN, ...) is right, so 'auto' only rewrites on CPU.
 
 Every formulation computes exactly
 ``lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
@@ -15,13 +15,13 @@ dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)``.
 
 impl names:
   'xla'    lax.conv_general_dilated / lax.reduce_window everywhere.
-  'im2col' pure-JAX slices: batch-chunked, rematerialised im2col + one matmul
-           (dense / grouped), sum of shifted multiplies (depthwise), einsum (1x1).
-           Differentiable any number of times, forward or reverse.
-  'mixed'  dense k>1: XLA's forward and input gradient (both fast on CPU) and
-           the chunked im2col kernel gradient, joined by a custom_jvp (so jvp,
-           grad and grad-of-grad all work).  Depthwise / 1x1 / pooling as 'im2col'.
-  'auto'   (default) 'xla' on gpu/tpu, 'mixed' on cpu.
+  'im2col' pure-JAX slices, batch-chunked and rematerialised: im2col + one matmul
+           (dense / grouped), sum of shifted multiplies (depthwise), matmul (1x1),
+           max / sum of shifted slices (pooling).
+  'mixed'  as 'im2col', except dense (groups=1) k>1 convs use XLA's forward,
+           XLA's input gradient at stride 1, and the chunked im2col kernel
+           gradient, joined by a custom_jvp so jvp, grad and grad-of-grad work.
+  'auto'   (default) 'mixed' on cpu, 'xla' on gpu/tpu.
 """
 
 import contextlib
@@ -37,8 +37,8 @@ from jax import lax
 IMPLS = ('auto', 'xla', 'im2col', 'mixed')
 _CPU_DEFAULT = 'mixed'
 _DEFAULT = ['auto']
-# Batch chunk for im2col: enough images to fill this many bytes of patches (fits
-# in cache; measured best at 2-4 MB on a 2-core EPYC, flat between 1 and 8 MB).
+# Batch chunks hold about this many bytes of input + output (+ im2col patches):
+# best measured on a 2-core EPYC, flat within 2x (benchmarks/conv_impls.py).
 _CHUNK_BYTES = 4 << 20
 
 Pair = Tuple[int, int]
@@ -61,7 +61,7 @@ def get_default_impl() -> str:
 
 @contextlib.contextmanager
 def use_impl(name: str):
-  """Temporarily change the default impl (affects tracing, so jit inside)."""
+  """Temporarily change the default impl (read at trace time: jit inside)."""
   old, _DEFAULT[0] = _DEFAULT[0], _check(name)
   try:
     yield
@@ -88,21 +88,18 @@ def _pads(padding: Padding, in_hw, window, strides, dilation) -> Tuple[Pair, Pai
   if isinstance(padding, int):
     return ((padding, padding), (padding, padding))
   if isinstance(padding, str):
+    if padding.upper() not in ('SAME', 'VALID'):
+      raise ValueError(f'padding must be SAME, VALID, an int or pairs, got {padding!r}')
     out = []
     for n, k, s, d in zip(in_hw, window, strides, dilation):
-      if padding.upper() == 'VALID':
-        out.append((0, 0))
-      elif padding.upper() == 'SAME':
-        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
-        out.append((total // 2, total - total // 2))
-      else:
-        raise ValueError(f'padding must be SAME, VALID, an int or pairs, got {padding!r}')
+      total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+      out.append((total // 2, total - total // 2) if padding.upper() == 'SAME' else (0, 0))
     return tuple(out)
   return tuple(tuple(int(v) for v in p) for p in padding)
 
 
 class _Geom(NamedTuple):
-  """Static description of one sliding-window op (hashable for custom_vjp)."""
+  """Static description of one sliding-window op (hashable: a custom_jvp arg)."""
   window: Pair
   strides: Pair
   dilation: Pair
@@ -125,14 +122,35 @@ def _pad(x, pads, value=0.):
   return lax.pad(x, jnp.asarray(value, x.dtype), cfg)
 
 
+def _shifts(xp, axis, n_out, k, stride, dilation):
+  """The k strided views xp[.., i*dilation + stride*o, ..] (o < n_out) along axis."""
+  out = []
+  for i in range(k):
+    start, limit, step = [0] * 4, list(xp.shape), [1] * 4
+    start[axis], step[axis] = i * dilation, stride
+    limit[axis] = i * dilation + (n_out - 1) * stride + 1
+    out.append(lax.slice(xp, start, limit, step))
+  return out
+
+
 def _taps(xp, g: _Geom, in_hw):
-  """The kh*kw shifted (strided, dilated) views of padded x, in HWIO tap order."""
-  (oh, ow), (sh, sw), (dh, dw) = g.out_hw(in_hw), g.strides, g.dilation
-  n, c = xp.shape[0], xp.shape[-1]
-  return [lax.slice(xp, (0, i * dh, j * dw, 0),
-                    (n, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1, c),
-                    (1, sh, sw, 1))
-          for i in range(g.window[0]) for j in range(g.window[1])]
+  """The kh*kw shifted views of padded x, in HWIO tap order."""
+  (oh, ow) = g.out_hw(in_hw)
+  rows = _shifts(xp, 1, oh, g.window[0], g.strides[0], g.dilation[0])
+  return [t for r in rows for t in _shifts(r, 2, ow, g.window[1], g.strides[1], g.dilation[1])]
+
+
+def _separable(xp, g: _Geom, in_hw, combine):
+  """combine(kw column shifts), then combine(kh row shifts) of that: kh+kw slices
+  instead of kh*kw.  For im2col (combine = concat) it compiles ~2.5x faster than
+  k*k slices (7x7 + grads: 3.4 s -> 1.3 s); for pools it also halves the work."""
+  (oh, ow) = g.out_hw(in_hw)
+  cols = combine(_shifts(xp, 2, ow, g.window[1], g.strides[1], g.dilation[1]))
+  return combine(_shifts(cols, 1, oh, g.window[0], g.strides[0], g.dilation[0]))
+
+
+def _concat(ts):
+  return jnp.concatenate(ts, -1)
 
 
 # ------------------------------------------------------------- formulations
@@ -145,56 +163,60 @@ def _xla(x, w, g: _Geom):
 
 
 def _im2col(x, w, g: _Geom):
-  """Gather the taps on the channel axis and contract them in one matmul."""
-  taps = _taps(_pad(x, g.pads), g, x.shape[1:3])
+  """Patches [.., kh*kw*Cin] (HWIO order) contracted in one matmul; for groups a
+  block-diagonal einsum."""
+  p = _separable(_pad(x, g.pads), g, x.shape[1:3], _concat)
   kh, kw, cg, cout = w.shape
   if g.groups == 1:
-    return jnp.dot(jnp.concatenate(taps, -1), w.reshape(kh * kw * cg, cout))
-  p = jnp.stack(taps, 3)
-  p = p.reshape(p.shape[:4] + (g.groups, cg))
+    return jnp.dot(p, w.reshape(kh * kw * cg, cout))
+  p = p.reshape(p.shape[:3] + (kh * kw, g.groups, cg))
   y = jnp.einsum('nhwkgc,kcgo->nhwgo', p, w.reshape(kh * kw, cg, g.groups, -1))
   return y.reshape(y.shape[:3] + (cout,))
 
 
-def _pointwise(x, w, g: _Geom):
-  """1x1 conv: pad, subsample, one matmul (block-diagonal einsum for groups)."""
-  x = _taps(_pad(x, g.pads), g, x.shape[1:3])[0]
-  if g.groups == 1:
-    return jnp.dot(x, w[0, 0])
-  xg = x.reshape(x.shape[:3] + (g.groups, -1))
-  y = jnp.einsum('nhwgc,cgo->nhwgo', xg, w[0, 0].reshape(w.shape[2], g.groups, -1))
-  return y.reshape(y.shape[:3] + (w.shape[-1],))
-
-
 def _depthwise(x, w, g: _Geom):
-  """groups == Cin: sum over taps of shifted slice * per-channel weight."""
+  """groups == Cin: sum over taps of shifted slice * per-channel weight (XLA
+  fuses it into one loop; a separable form was 4x slower)."""
   cin, cout = x.shape[-1], w.shape[-1]
   if cout != cin:  # channel multiplier: output o reads input o // m
     x = jnp.repeat(x, cout // cin, axis=-1)
   taps = _taps(_pad(x, g.pads), g, x.shape[1:3])
-  ws = w.reshape(-1, cout)
-  y = taps[0] * ws[0]
-  for t, wt in zip(taps[1:], ws[1:]):
-    y = y + t * wt
-  return y
+  return sum(t * wt for t, wt in zip(taps, w.reshape(-1, cout)))
+
+
+def _max_pool(x, w, g: _Geom):
+  """Separable max of shifted slices (2x2/2 too: 5x faster than reshape + max)."""
+  del w
+  return _separable(_pad(x, g.pads, -jnp.inf), g, x.shape[1:3],
+                    lambda ts: functools.reduce(jnp.maximum, ts))
+
+
+def _sum_pool(x, w, g: _Geom):
+  del w
+  return _separable(_pad(x, g.pads), g, x.shape[1:3], sum)
 
 
 def _chunked(fn, x, w, g: _Geom, chunk=None):
-  """fn(x, w, g) applied a few images at a time (lax.map), each chunk under
+  """fn(x, w, g) a few images at a time (lax.map), each chunk under
   jax.checkpoint: the backward pass regathers a chunk's taps instead of storing
   all of them, so they are built and consumed while still in cache (memory
-  traffic, not FLOPs, dominates these ops on CPU)."""
+  traffic, not FLOPs, dominates these ops on CPU: 2-4x faster than unchunked)."""
+  n = x.shape[0]
   if chunk is None:
-    oh, ow = g.out_hw(x.shape[1:3])
-    taps = oh * ow * g.window[0] * g.window[1] * max(x.shape[-1], w.shape[-1])
-    chunk = max(1, _CHUNK_BYTES // (taps * x.dtype.itemsize))
-  if chunk >= x.shape[0]:
+    (oh, ow), c_out = g.out_hw(x.shape[1:3]), (x.shape[-1] if w is None else w.shape[-1])
+    per_image = x.shape[1] * x.shape[2] * x.shape[-1] + oh * ow * c_out
+    if fn is _im2col:
+      per_image += oh * ow * g.window[0] * g.window[1] * x.shape[-1]
+    chunk = max(1, _CHUNK_BYTES // (per_image * x.dtype.itemsize))
+    divisor = max(d for d in range(1, min(chunk, n) + 1) if n % d == 0)
+    chunk = divisor if 2 * divisor > chunk else chunk  # avoid a remainder if cheap
+  if chunk >= n:
     return fn(x, w, g)
   body = jax.checkpoint(functools.partial(fn, g=g))
-  m = x.shape[0] // chunk * chunk
+  m = n // chunk * chunk
   y = lax.map(lambda xc: body(xc, w), x[:m].reshape((-1, chunk) + x.shape[1:]))
   y = y.reshape((m,) + y.shape[2:])
-  return y if m == x.shape[0] else jnp.concatenate([y, body(x[m:], w)])
+  return y if m == n else jnp.concatenate([y, body(x[m:], w)])
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -202,13 +224,22 @@ def _mixed(x, w, g: _Geom):
   return _xla(x, w, g)
 
 
-@_mixed.defjvp
 def _mixed_jvp(g, primals, tangents):
-  """Output and x-tangent via XLA; the kernel-tangent term via chunked im2col, so
-  its transpose (the kernel gradient) is a scan of small patch^T @ dy matmuls
-  instead of XLA's whole-image-window weight-gradient convolution."""
+  """The kernel-tangent term as chunked im2col: its transpose (the kernel
+  gradient) is then a scan of small patches^T @ dy matmuls, not XLA's slow
+  whole-image-window weight-gradient conv.  XLA's input gradient is fast at
+  stride 1 only (strided: an lhs-dilated conv, ~20% slower than im2col).
+  Symbolic-zero tangents (e.g. the network input) cost nothing."""
   (x, w), (dx, dw) = primals, tangents
-  return _xla(x, w, g), _xla(dx, w, g) + _chunked(_im2col, x, dw, g)
+  zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)
+  dx_term = (_xla if g.strides == (1, 1) else functools.partial(_chunked, _im2col))
+  terms = ([] if zero(dx) else [dx_term(dx, w, g)]) + (
+      [] if zero(dw) else [_chunked(_im2col, x, dw, g)])
+  y = _xla(x, w, g)
+  return y, (sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y))
+
+
+_mixed.defjvp(_mixed_jvp, symbolic_zeros=True)
 
 
 # --------------------------------------------------------------- public ops
@@ -225,28 +256,21 @@ def conv2d(x, kernel, strides=1, padding: Padding = 'SAME', dilation=1, groups=1
                      f'in {groups} groups')
   if impl == 'xla':
     return _xla(x, kernel, g)
-  if g.window == (1, 1):
-    return _pointwise(x, kernel, g)
-  if groups == cin and groups > 1:
+  if groups == cin and groups > 1 and g.window != (1, 1):
     return _chunked(_depthwise, x, kernel, g)
-  if impl == 'mixed':
+  if impl == 'mixed' and g.window != (1, 1) and groups == 1:
     return _mixed(x, kernel, g)
-  return _chunked(_im2col, x, kernel, g)
-
-
-def _pool_geom(x, window, strides, padding):
-  return _geom(x, window, strides, padding, 1)
+  return _chunked(_im2col, x, kernel, g)  # 1x1: patches == x, a plain matmul
 
 
 def max_pool(x, window=3, strides=1, padding: Padding = 'SAME',
              impl: Optional[str] = None):
-  """NHWC max pool equal to flax.linen.max_pool (padding never wins: -inf)."""
-  g = _pool_geom(x, window, strides, padding)
+  """NHWC max pool equal to flax.linen.max_pool (padding is -inf: never wins)."""
+  g = _geom(x, window, strides, padding, 1)
   if _resolve(impl) == 'xla':
     return lax.reduce_window(x, -jnp.inf, lax.max, (1,) + g.window + (1,),
                              (1,) + g.strides + (1,), ((0, 0),) + g.pads + ((0, 0),))
-  taps = _taps(_pad(x, g.pads, -jnp.inf), g, x.shape[1:3])
-  return functools.reduce(jnp.maximum, taps)
+  return _chunked(_max_pool, x, None, g)
 
 
 def avg_pool(x, window=3, strides=1, padding: Padding = 'SAME',
@@ -254,18 +278,19 @@ def avg_pool(x, window=3, strides=1, padding: Padding = 'SAME',
   """NHWC average pool equal to flax.linen.avg_pool.
 
   count_include_pad=False (DARTS) divides by the number of real (unpadded)
-  elements in each window, a constant computed at trace time.
+  elements in each window: a constant computed at trace time.
   """
-  g = _pool_geom(x, window, strides, padding)
+  g = _geom(x, window, strides, padding, 1)
   if _resolve(impl) == 'xla':
-    dims, strd = (1,) + g.window + (1,), (1,) + g.strides + (1,)
-    total = lax.reduce_window(x, 0., lax.add, dims, strd, ((0, 0),) + g.pads + ((0, 0),))
+    total = lax.reduce_window(x, 0., lax.add, (1,) + g.window + (1,),
+                              (1,) + g.strides + (1,), ((0, 0),) + g.pads + ((0, 0),))
   else:
-    total = sum(_taps(_pad(x, g.pads), g, x.shape[1:3]))
+    total = _chunked(_sum_pool, x, None, g)
   if count_include_pad:
     return total / (g.window[0] * g.window[1])
-  ones = np.pad(np.ones(x.shape[1:3], np.float32), g.pads)[None, ..., None]
-  count = sum(_taps(ones, g, x.shape[1:3]))
+  ones = np.pad(np.ones(x.shape[1:3], np.float32), g.pads)
+  count = np.lib.stride_tricks.sliding_window_view(ones, g.window).sum((-2, -1))
+  count = count[::g.strides[0], ::g.strides[1]][None, ..., None]
   return total / count.astype(x.dtype)
 
 
@@ -273,8 +298,8 @@ def avg_pool(x, window=3, strides=1, padding: Padding = 'SAME',
 
 
 class Conv(nn.Module):
-  """Drop-in for flax.linen.Conv (2-D, NHWC; same 'kernel'/'bias' params) that
-  routes through conv2d.  Note use_bias defaults to False here (BN follows)."""
+  """Drop-in for flax.linen.Conv (2-D NHWC; same 'kernel' / 'bias' params and
+  default init) that routes through conv2d.  use_bias defaults to False here."""
   features: int
   kernel_size: Union[int, Sequence[int]] = (3, 3)
   strides: Union[int, Sequence[int]] = 1
