@@ -2,9 +2,10 @@
 
   python benchmarks/component_cost.py --config=configs/fashion_mnist.py --variants=policy,hpo_train,hpo_val,hpo_lagged
 
-Each variant is the base config with one component switched on; the plain step (all
-off) is measured first and again last, and ratios use the mean of the two. Prints one
-JSON line per variant and a markdown table.
+Each variant is the base config with one component switched on. All steps are compiled
+first, then timed ALTERNATELY (plain, variant 1, variant 2, ..., plain, ...) so that
+every variant sees the same machine load; medians. Prints one JSON line per variant and
+a markdown table.
 """
 
 import json
@@ -44,19 +45,20 @@ def variant(base, name):
 
 def main(argv):
   del argv
-  rows = []
-  plain = [step_cost.measure(variant(FLAGS.config, 'plain'), FLAGS.steps)]
-  for name in FLAGS.variants.split(','):
-    rows.append((name, step_cost.measure(variant(FLAGS.config, name), FLAGS.steps)))
-  plain.append(step_cost.measure(variant(FLAGS.config, 'plain'), FLAGS.steps))
-  base = sum(p['ms_per_step'] for p in plain) / 2
-  print(json.dumps({'label': 'plain', 'ms_per_step': base,
-                    'spread': [p['ms_per_step'] for p in plain]}))
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  names = ['plain'] + FLAGS.variants.split(',')
+  runs = [step_cost.build(variant(FLAGS.config, n))[0] for n in names]
+  for run in runs:  # warm-up
+    run(), run()
+  times = [[] for _ in names]
+  for _ in range(FLAGS.steps):
+    for run, acc in zip(runs, times):
+      acc.append(run())
+  ms = [float(np.median(t) * 1e3) for t in times]
   print('| variant | ms/step | ratio to plain |\n|---|---|---|')
-  print(f'| plain | {base:.1f} | 1.00 |')
-  for name, r in rows:
-    print(json.dumps({'label': name, **r, 'ratio': r['ms_per_step'] / base}))
-    print(f'| {name} | {r["ms_per_step"]:.1f} | {r["ms_per_step"] / base:.3f} |')
+  for name, m in zip(names, ms):
+    print(json.dumps({'label': name, 'ms_per_step': m, 'ratio': m / ms[0]}))
+    print(f'| {name} | {m:.1f} | {m / ms[0]:.3f} |', flush=True)
 
 
 if __name__ == '__main__':

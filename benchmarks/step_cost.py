@@ -28,8 +28,8 @@ def _define_flags():
   flags.DEFINE_string('label', '', 'name printed with the result')
 
 
-def measure(config, steps=20, warmup=3, devices=None):
-  """Returns a dict of the step's median time; the data is a fixed resident batch set."""
+def build(config, devices=None):
+  """Compiles the step of `config`; returns (run_one_step, compile_seconds)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from dha_jax import parallel, train  # pylint: disable=g-import-not-at-top
@@ -52,22 +52,30 @@ def measure(config, steps=20, warmup=3, devices=None):
     return parallel.shard_batch(b, mesh)
 
   batches = [batch() for _ in range(4)]
-  t0 = time.perf_counter()
-  state, m = train_step(state, batches[0])
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
-  for i in range(warmup):
-    state, m = train_step(state, batches[i % 4])
-  jax.block_until_ready(m)
-  times = []
-  for i in range(steps):
+  box = {'state': state, 'i': 0}
+
+  def run_one():
+    """One step, timed to completion (seconds)."""
     t0 = time.perf_counter()
-    state, m = train_step(state, batches[i % 4])
-    jax.block_until_ready((state, m))
-    times.append(time.perf_counter() - t0)
-  ms = float(np.median(times) * 1e3)
+    box['state'], m = train_step(box['state'], batches[box['i'] % 4])
+    jax.block_until_ready((box['state'], m))
+    box['i'] += 1
+    return time.perf_counter() - t0
+
+  compile_s = run_one()
+  return run_one, compile_s, mesh.devices.size
+
+
+def measure(config, steps=20, warmup=3, devices=None):
+  """Returns a dict of the step's median time; the data is a fixed resident batch set."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  run_one, compile_s, n_dev = build(config, devices)
+  for _ in range(warmup):
+    run_one()
+  ms = float(np.median([run_one() for _ in range(steps)]) * 1e3)
   return {'ms_per_step': ms, 'images_per_s': config.batch_size / ms * 1e3,
-          'compile_s': compile_s, 'devices': mesh.devices.size,
+          'compile_s': compile_s, 'devices': n_dev,
           'backend': jax.default_backend(), 'batch_size': config.batch_size}
 
 

@@ -2,14 +2,14 @@
 
 XLA's CPU convolution is fast forward but very slow under grad: the kernel
 gradient becomes a "convolution" whose window is the whole image, which the CPU
-runtime runs naively (~500 ms for one 3x3 32->32 conv, batch 128, 28x28, on 2
-cores).  The same numbers as shifted slices + matmuls, a few images at a time so
-the gathered patches stay in cache, take ~40 ms.  Grouped convs through
-``feature_group_count`` (20-30x) and max pooling through ``reduce_window`` are
-also slow on CPU, while sums / maxima of shifted slices are fast.  On GPU/TPU the
-library convolution (cuDNN, ...) is right, so 'auto' only rewrites on CPU.
+runtime runs naively (~450 ms for one 3x3 32->32 conv, batch 128, 28x28, on 2
+cores).  The same kernel gradient as shifted slices + matmuls, a few images at a
+time so the gathered patches stay in cache, takes ~40 ms.  Depthwise convs via
+``feature_group_count`` (15-20x) and max pooling via ``reduce_window`` (3-4x)
+are also slow on CPU, while sums / maxima of shifted slices are fast.  On GPU/TPU
+the library convolution (cuDNN, ...) is right, so 'auto' only rewrites on CPU.
 
-Every formulation computes exactly
+Every formulation computes (up to float rounding)
 ``lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
 dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=groups)``.
 
@@ -38,8 +38,8 @@ IMPLS = ('auto', 'xla', 'im2col', 'mixed')
 _CPU_DEFAULT = 'mixed'
 _DEFAULT = ['auto']
 # Batch chunks hold about this many bytes of input + output (+ im2col patches):
-# best measured on a 2-core EPYC, flat within 2x (benchmarks/conv_impls.py).
-_CHUNK_BYTES = 4 << 20
+# about the best measured on a 2-core EPYC (benchmarks/conv_impls.py --variants).
+_CHUNK_BYTES = 3 << 20
 
 Pair = Tuple[int, int]
 Padding = Union[str, int, Sequence[Tuple[int, int]]]
@@ -233,8 +233,11 @@ def _mixed_jvp(g, primals, tangents):
   (x, w), (dx, dw) = primals, tangents
   zero = lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero)
   dx_term = (_xla if g.strides == (1, 1) else functools.partial(_chunked, _im2col))
-  terms = ([] if zero(dx) else [dx_term(dx, w, g)]) + (
-      [] if zero(dw) else [_chunked(_im2col, x, dw, g)])
+  terms = []
+  if not zero(dx):
+    terms.append(dx_term(dx, w, g))
+  if not zero(dw):
+    terms.append(_chunked(_im2col, x, dw, g))
   y = _xla(x, w, g)
   return y, (sum(terms[1:], terms[0]) if terms else jnp.zeros_like(y))
 
