@@ -6,7 +6,6 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 
 GROUPS = ('net', 'arch', 'policy')
 
@@ -52,7 +51,3 @@ def set_hyperparams(opt_state, values: dict):
   for k, v in values.items():
     hp[k] = jnp.asarray(v, jnp.asarray(hp[k]).dtype)
   return opt_state._replace(hyperparams=hp)
-
-
-def identity_tx():
-  return optax.identity()
