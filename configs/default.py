@@ -93,6 +93,8 @@ def get_config():
   h.optimizer = ml_collections.ConfigDict(
       {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999})  # lr: fraction of the range per step
   c.nas = ml_collections.ConfigDict({'strategy': 'none'})  # architecture alpha
+  # (a search config sets c.nas = <strategy module>.default_config(): see dha_jax/nas)
+  c.recalibration_batches = 20  # training batches whose BN statistics the exported model takes
 
   # ---- bookkeeping -----------------------------------------------------------------
   c.log_every_steps = 50

@@ -33,10 +33,14 @@ def policy_figure(probs, op_names):
   return fig
 
 
-def save_policy(probs, op_names, path):
-  """Writes the heat map to `path` and returns it as an RGB array (for TensorBoard)."""
-  fig = policy_figure(probs, op_names)
+def save_figure(fig, path):
+  """Writes `fig` to `path`, closes it and returns it as an RGB array (for TensorBoard)."""
   fig.savefig(path, dpi=100)
   arr = _to_array(fig)
   plt.close(fig)
   return arr
+
+
+def save_policy(probs, op_names, path):
+  """Writes the policy heat map to `path` and returns it as an RGB array."""
+  return save_figure(policy_figure(probs, op_names), path)

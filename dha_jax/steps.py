@@ -33,6 +33,13 @@ class Components:
   def __init__(self, config, strategy, policy, hpo, txs, lr_factor):
     self.config, self.strategy, self.policy, self.hpo = config, strategy, policy, hpo
     self.txs, self.lr_factor = txs, lr_factor
+    self.aux_weight = float(getattr(strategy, 'aux_weight', 0.0))
+    self.arch_objective = getattr(strategy, 'arch_objective', 'train')
+
+  def with_strategy(self, strategy):
+    """The same components around another (e.g. support-specialised) strategy."""
+    return Components(self.config, strategy, self.policy, self.hpo, self.txs,
+                      self.lr_factor)
 
   def prepare_eval(self, images):
     d = self.config.dataset
@@ -69,6 +76,9 @@ def make_train_step(c: Components):
                                              params['arch'], state.nas_state, images,
                                              arch_key, train=True)
       losses = cross_entropy(logits, labels, cfg.label_smoothing)
+      if c.aux_weight and 'aux_logits' in aux:  # auxiliary head (DARTS cell networks)
+        losses = losses + c.aux_weight * cross_entropy(aux.pop('aux_logits'), labels,
+                                                       cfg.label_smoothing)
       loss = jnp.mean(losses)
       total = (loss + c.strategy.arch_loss(params['arch'], state.nas_state, aux)
                + c.policy.loss(params['policy'], pol_aux, jax.lax.stop_gradient(losses)))
@@ -76,7 +86,17 @@ def make_train_step(c: Components):
       return total, (loss, acc, new_bs, aux)
 
     grads, (loss, acc, new_bs, aux) = jax.grad(loss_fn, has_aux=True)(state.params)
+    if 'arch_image' in batch:  # bi-level strategies (first-order DARTS): alpha on val
+      grads['arch'] = jax.grad(lambda a: val_loss(state.params['net'], a))(
+          state.params['arch'])
     grads = parallel.pmean(grads)
+
+    def val_loss(net_params, arch):
+      """Un-augmented held-out batch at the current weights (first-order DARTS)."""
+      x = c.prepare_eval(batch['arch_image'])
+      logits, _, _ = c.strategy.apply(net_params, state.batch_stats, arch, state.nas_state,
+                                      x, arch_key, train=True)
+      return jnp.mean(cross_entropy(logits, batch['arch_label'], cfg.label_smoothing))
 
     def hpo_loss(net_params):
       """L_hpo at theta_{t+1}: the un-augmented HPO batch, same architecture sample."""
@@ -109,14 +129,19 @@ def make_train_step(c: Components):
   return train_step
 
 
-def make_eval_step(c: Components):
-  """Sums of loss, top-1/top-5 hits and counts over the masked batch (psum'd)."""
+def make_eval_step(c: Components, logits_fn=None):
+  """Sums of loss, top-1/top-5 hits and counts over the masked batch (psum'd).
+  logits_fn(model, images): default runs the strategy on a TrainState `model`; the
+  export passes the derived child's apply on its variables instead."""
 
-  def eval_step(state, batch):
-    images = c.prepare_eval(batch['image'])
-    logits, _, _ = c.strategy.apply(state.params['net'], state.batch_stats,
-                                    state.params['arch'], state.nas_state, images,
-                                    None, train=False)
+  def strategy_logits(state, images):
+    return c.strategy.apply(state.params['net'], state.batch_stats, state.params['arch'],
+                            state.nas_state, images, None, train=False)[0]
+
+  logits_fn = logits_fn or strategy_logits
+
+  def eval_step(model, batch):
+    logits = logits_fn(model, c.prepare_eval(batch['image']))
     mask = batch['mask']
     losses = cross_entropy(logits, batch['label'])
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import checkpoint, data, hpo, metrics_io, nas, optim, parallel
+from dha_jax import checkpoint, data, export, hpo, metrics_io, nas, optim, parallel
 from dha_jax import state as state_lib
 from dha_jax import steps
 from dha_jax.augment import policies
@@ -83,6 +83,28 @@ def evaluate(eval_step, state, ds, split, config, mesh, limit=None):
           f'{split}/top5': float(sums['correct5']) / n}
 
 
+class StepCache:
+  """Compiled (train_step, eval_step) per static structure of the strategy: a strategy
+  with static_key/specialize (e.g. an ISTA support, changing at most once per epoch) gets
+  one compiled step per structure; every other strategy has one key, None."""
+
+  def __init__(self, comps, mesh):
+    self.comps, self.mesh, self.steps = comps, mesh, {}
+
+  def __call__(self, state):
+    strategy = self.comps.strategy
+    key_fn = getattr(strategy, 'static_key', None)
+    key = None if key_fn is None else key_fn(jax.device_get(state.nas_state))
+    if key not in self.steps:
+      specialized = strategy if key is None else strategy.specialize(key)
+      self.steps[key] = steps.compile_steps(self.comps.with_strategy(specialized), self.mesh)
+    return self.steps[key]
+
+
+def _searching(comps, state) -> bool:
+  return bool(jax.device_get(comps.strategy.searching(state.nas_state)))
+
+
 def _all_finite(tree):
   return all(bool(np.all(np.isfinite(x))) for x in jax.tree_util.tree_leaves(
       jax.device_get(tree)) if np.issubdtype(np.asarray(x).dtype, np.floating))
@@ -101,7 +123,8 @@ def train_and_evaluate(config, workdir: str, devices=None):
   start = int(jax.device_get(state.step))
   if resumed:
     print(f'resumed from {ckpt.dir} at step {start}', flush=True)
-  train_step, eval_step = steps.compile_steps(comps, mesh)
+  compiled = StepCache(comps, mesh)
+  train_step, eval_step = compiled(state)
   writer = metrics_io.MetricsWriter(workdir, start)
   progress = metrics_io.Progress(total, start, config.progress)
   pi, pc = jax.process_index(), jax.process_count()
@@ -110,6 +133,11 @@ def train_and_evaluate(config, workdir: str, devices=None):
   if comps.hpo.objective in ('val', 'train'):
     split = 'val' if comps.hpo.objective == 'val' else 'train'
     hpo_it = ds.train_iterator(split, config.batch_size, config.seed + 1, start, pi, pc)
+  arch_it = None
+  if comps.arch_objective == 'val':  # bi-level strategies: alpha on the held-out split
+    arch_it = ds.train_iterator('val', config.batch_size, config.seed + 2, start, pi, pc)
+  searching = _searching(comps, state)
+  print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
 
   step, t_log, s_log, preempted, last = start, time.time(), start, False, None
   with _Preemption() as preemption:
@@ -118,6 +146,10 @@ def train_and_evaluate(config, workdir: str, devices=None):
       if hpo_it is not None:
         extra = next(hpo_it)
         batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
+      if arch_it is not None:
+        extra = next(arch_it)  # drawn every step, so resume stays exact
+        if searching:
+          batch.update({'arch_image': extra['image'], 'arch_label': extra['label']})
       state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
       if last is not None and not np.isfinite(float(last['train/loss'])):
         raise NonFiniteLoss(
@@ -132,7 +164,8 @@ def train_and_evaluate(config, workdir: str, devices=None):
         now = time.time()
         sps = (step - s_log) / max(now - t_log, 1e-9)
         t_log, s_log = now, step
-        scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps}
+        scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps,
+                   'phase': 'search' if searching else 'tune'}
         scalars.update(comps.strategy.metrics(state.params['arch'], state.nas_state))
         scalars.update(comps.policy.metrics(state.params['policy']))
         if epoch_done and config.eval_every_epochs and (
@@ -142,6 +175,13 @@ def train_and_evaluate(config, workdir: str, devices=None):
         progress(step, scalars['epoch'], scalars, sps)
       if epoch_done:
         state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
+        train_step, eval_step = compiled(state)
+        _arch_pictures(workdir, comps, state, writer, step)
+        if searching and not _searching(comps, state):
+          searching = False
+          writer.write(step, {'event': 'search_end', 'epoch': step / steps_per_epoch})
+          print(f'phase: search ended at step {step} (epoch {step // steps_per_epoch}); '
+                'the derived network trains on (tau and eta continue)', flush=True)
       if ckpt.should_save(step) or preemption.requested:
         if not _all_finite(state.params):
           raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
@@ -163,30 +203,67 @@ def train_and_evaluate(config, workdir: str, devices=None):
   if ckpt.latest_step() != step and _all_finite(state.params):
     ckpt.save(state, step, force=True)
   ckpt.close()
-  result = finish(config, workdir, state, ds, comps, eval_step, mesh, step,
-                  time.time() - t_start, writer)
+  result = finish(config, workdir, state, ds, comps, mesh, step, time.time() - t_start,
+                  writer)
   writer.write(step, {k: v for k, v in result.items() if isinstance(v, (int, float))})
   writer.close()
   return result
 
 
-def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time, writer):
-  """Final test evaluation, result.json and the pictures of what was learned."""
-  result = evaluate(eval_step, state, ds, 'test', config, mesh)
+def _arch_pictures(workdir, comps, state, writer, step):
+  """<workdir>/<name>.png and TensorBoard images of the strategy's current architecture."""
+  if jax.process_index() != 0:
+    return
+  from dha_jax import plots  # pylint: disable=g-import-not-at-top
+  for name, fig in comps.strategy.pictures(state.params['arch'], state.nas_state).items():
+    writer.write_images(step, {name: plots.save_figure(fig, os.path.join(workdir,
+                                                                         name + '.png'))[None]})
+
+
+def _search_end_step(workdir):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get('event') == 'search_end':
+        return int(row['step'])
+  return None
+
+
+def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer):
+  """The derived child (BN recalibrated) is exported to <workdir>/model and its test
+  accuracy is the run's result; result.json and the pictures of what was learned."""
+  module, variables, genotype = comps.strategy.child(state)
+  if config.recalibration_batches:
+    it = ds.train_iterator('train', config.batch_size, config.seed + 3, 0,
+                           jax.process_index(), jax.process_count())
+    batches = (next(it)['image'] for _ in range(config.recalibration_batches))
+    variables = export.recalibrate_bn(module, variables, batches, mesh, comps.prepare_eval)
+  eval_child = parallel.data_parallel(
+      steps.make_eval_step(comps, lambda v, x: module.apply(v, x, train=False)), mesh,
+      (parallel.REPLICATED, parallel.SHARDED), parallel.REPLICATED)
+  result = evaluate(eval_child, parallel.replicate(variables, mesh), ds, 'test', config, mesh)
   if ds.num_classes <= 10:
     result.pop('test/top5')
   hp = jax.device_get(comps.eta(state.step, state.hparams))
   result.update({
-      'num_params': state_lib.num_params(state.params['net']),
+      'num_params': state_lib.num_params(variables['params']),
       'wall_time_s': wall_time,
       'steps': step,
       'images_processed': step * config.batch_size,
+      'search_end_step': _search_end_step(workdir),
       'hparams': {k: np.asarray(v).tolist() for k, v in hp.items()},
       'dataset': ds.name,
       'devices': int(mesh.devices.size),
   })
   result.update(comps.policy.summary(state.params['policy']))
   result.update(comps.strategy.summary(state.params['arch'], state.nas_state))
+  image_shape = tuple(ds.image_shape)
+  export.save(os.path.join(workdir, 'model'), config, ds.num_classes, image_shape,
+              genotype, variables,
+              {k: v for k, v in result.items() if k.startswith('test/')})
   if jax.process_index() == 0:
     _pictures(workdir, result, writer, step, comps)
     with open(os.path.join(workdir, 'result.json'), 'w') as f:
@@ -194,8 +271,6 @@ def finish(config, workdir, state, ds, comps, eval_step, mesh, step, wall_time, 
   print('result: ' + json.dumps({k: v for k, v in result.items()
                                  if isinstance(v, (int, float))}), flush=True)
   return result
-
-
 def _pictures(workdir, result, writer, step, comps):
   from dha_jax import plots  # pylint: disable=g-import-not-at-top
   if comps.hpo.objective is not None:

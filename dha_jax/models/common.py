@@ -1,13 +1,30 @@
-"""Pieces shared by the networks: BatchNorm that syncs statistics across devices."""
+"""Pieces shared by the networks: BatchNorm that syncs statistics across devices, and a
+momentum override used to recompute BN statistics of a derived network (export.py)."""
 
+import contextlib
 import functools
 
 import flax.linen as nn
+
+_MOMENTUM_OVERRIDE = [None]
+
+
+@contextlib.contextmanager
+def override_bn_momentum(momentum: float):
+  """Every BatchNorm built (traced) inside takes this momentum: 0.0 makes a train-mode
+  call return the batch's own statistics, which BN recalibration averages."""
+  old, _MOMENTUM_OVERRIDE[0] = _MOMENTUM_OVERRIDE[0], momentum
+  try:
+    yield
+  finally:
+    _MOMENTUM_OVERRIDE[0] = old
 
 
 def batch_norm(train: bool, axis_name, momentum: float = 0.9, **kwargs):
   """BatchNorm whose batch statistics are averaged over the 'data' mesh axis in training,
   so 1 device and N devices compute the same normalisation (synchronised BN)."""
+  if _MOMENTUM_OVERRIDE[0] is not None:
+    momentum = _MOMENTUM_OVERRIDE[0]
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
                       axis_name=axis_name if train else None, **kwargs)
 

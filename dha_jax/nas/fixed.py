@@ -10,6 +10,7 @@ class FixedNetwork:
   """Runs config.model as it is (the baseline, and the "fixed network" comparisons)."""
 
   def __init__(self, config, num_classes):
+    self.config, self.num_classes = config, num_classes
     self.model = models.create(config.model, num_classes)
 
   def init(self, rng, dummy):
@@ -47,3 +48,15 @@ class FixedNetwork:
 
   def summary(self, arch, nas_state):
     return {}
+
+  def pictures(self, arch, nas_state):
+    return {}
+
+  def child(self, state):
+    """The network itself: (module, variables, genotype=None)."""
+    variables = {'params': state.params['net'], 'batch_stats': state.batch_stats}
+    return self.child_module(None), variables, None
+
+  def child_module(self, genotype):
+    del genotype
+    return models.create(self.config.model, self.num_classes, bn_axis_name=None)

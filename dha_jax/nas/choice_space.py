@@ -1,0 +1,321 @@
+"""Choice-block search spaces: a fixed stem, L choice layers with K candidate blocks each,
+a fixed head. A space is one `Space` value (see shufflenet.py); this file turns it into a
+Flax network, derives children from it and counts their FLOPs and parameters.
+
+Execution of a choice layer (how only the sampled block is paid for):
+  'switch'  lax.switch (flax nn.switch) on the block index: one block runs forward and
+            backward; JAX merges the branches' residuals by type, so the step keeps about
+            the largest candidate's activations, not the sum.
+  'remat'   the same with every branch under jax.checkpoint: residuals are only the layer
+            inputs, the chosen block is recomputed in the backward pass.
+  'masked'  every candidate runs, outputs summed with one-hot weights: the full supernet
+            (K-fold cost; kept as the contrast in benchmarks/single_path.py).
+A fixed `genotype` builds the child: one block per layer, with the supernet's parameter
+names restricted to the chosen blocks ('layer3/choice2/...'), so weights transfer as is.
+
+BatchNorms inside choice blocks use per-device batch statistics: devices sample different
+blocks, so a cross-device mean inside a branch would pair collectives that other devices
+never reach. Stem and head BNs are synchronised ('data' axis) as in dha_jax/models.
+"""
+
+import collections
+import dataclasses
+import functools
+from typing import Any, Callable, Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dha_jax.layers import conv
+
+EXECUTIONS = ('switch_vjp', 'switch_remat', 'switch', 'masked')
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+  in_channels: int
+  out_channels: int
+  stride: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+  """stem(bn_axis_name, name=) / block(spec, k, name=) / head(num_classes, bn_axis_name,
+  name=) return Flax modules called as module(x, train)."""
+  name: str
+  choices: Tuple[str, ...]
+  layers: Tuple[LayerSpec, ...]
+  stem: Callable[..., nn.Module]
+  block: Callable[..., nn.Module]
+  head: Callable[..., nn.Module]
+
+  @property
+  def num_layers(self):
+    return len(self.layers)
+
+  @property
+  def num_choices(self):
+    return len(self.choices)
+
+
+class ChoiceLayer(nn.Module):
+  """K candidates (or only `fixed`); output = chosen block's output x scale. Runs every
+  candidate unless fixed: init, the 'masked' supernet; dynamic paths use `forward`."""
+  space: Space
+  spec: LayerSpec
+  fixed: int = -1
+
+  @nn.compact
+  def __call__(self, x, choice, scale, train: bool = False):
+    block = lambda k: self.space.block(self.spec, k, name=f'choice{k}')(x, train)
+    if self.fixed >= 0:
+      y = block(self.fixed)
+    else:
+      onehot = jax.nn.one_hot(choice, self.space.num_choices, dtype=x.dtype)
+      y = sum(onehot[k] * block(k) for k in range(self.space.num_choices))
+    return y if scale is None else y * scale.astype(y.dtype)
+
+
+class ChoiceNet(nn.Module):
+  """The supernet with every candidate evaluated ('masked'; also its init) or the child
+  of a fixed genotype (choices ignored). Its variables are what `forward` runs."""
+  space: Space
+  num_classes: int
+  genotype: Optional[Tuple[int, ...]] = None
+  bn_axis_name: Optional[str] = 'data'
+
+  @nn.compact
+  def __call__(self, x, choices=None, scales=None, train: bool = False):
+    x = self.space.stem(self.bn_axis_name, name='stem')(x, train)
+    for l, spec in enumerate(self.space.layers):
+      fixed = -1 if self.genotype is None else int(self.genotype[l])
+      x = ChoiceLayer(self.space, spec, fixed, name=f'layer{l}')(
+          x, None if choices is None else choices[l],
+          None if scales is None else scales[l], train)
+    return self.space.head(self.num_classes, self.bn_axis_name, name='head')(x, train)
+
+
+# ------------------------------------------------------------ single-path execution
+
+
+def _merge_by_type(avals_per_branch):
+  """One slot list shared by all branches: slot types are reused across branches (as
+  JAX's cond does), so the saved residuals are the largest branch's, not the sum."""
+  slots, index = [], []
+  for avals in avals_per_branch:
+    used, mine = set(), []
+    for a in avals:
+      key = (a.shape, a.dtype)
+      i = next((i for i, s in enumerate(slots) if s == key and i not in used), None)
+      if i is None:
+        slots.append(key)
+        i = len(slots) - 1
+      used.add(i)
+      mine.append(i)
+    index.append(mine)
+  return slots, index
+
+
+def single_path(fns, remat=False):
+  """g(index, params, stats, x) = fns[index](params, stats, x) -> (y, new_stats), only
+  the chosen branch run forward and backward, differentiable in params and x.
+
+  A custom_vjp around lax.switch: the forward switch returns the chosen branch's
+  jax.vjp residuals in type-merged slots, or (remat=True) nothing but the inputs, and the
+  backward switch recomputes the block. JAX's own cond
+  linearisation does the same work but traced ~10x slower here (benchmarks/single_path.py).
+  """
+  K = len(fns)
+  trees, layout = [None] * K, {}
+
+  def vjp_k(k, params, stats, x):
+    y, pullback, new_stats = jax.vjp(lambda p, v: fns[k](p, stats, v), params, x,
+                                     has_aux=True)
+    leaves, trees[k] = jax.tree_util.tree_flatten(pullback)
+    return y, new_stats, leaves
+
+  @jax.custom_vjp
+  def g(index, params, stats, x):
+    return jax.lax.switch(index, fns, params, stats, x)
+
+  def fwd(index, params, stats, x):
+    if remat:
+      return jax.lax.switch(index, fns, params, stats, x), (index, params, stats, x)
+    avals = [jax.eval_shape(functools.partial(vjp_k, k), params, stats, x)[2]
+             for k in range(K)]
+    slots, where = _merge_by_type(avals)
+    layout['where'] = where
+
+    def branch(k):
+      def run(params, stats, x):
+        y, new_stats, leaves = vjp_k(k, params, stats, x)
+        out = [None] * len(slots)
+        for i, leaf in zip(where[k], leaves):
+          out[i] = leaf
+        return y, new_stats, [jnp.zeros(*s) if o is None else o for o, s in zip(out, slots)]
+      return run
+
+    y, new_stats, saved = jax.lax.switch(index, [branch(k) for k in range(K)],
+                                         params, stats, x)
+    return (y, new_stats), (index, saved, stats)
+
+  def bwd(res, cts):
+    dy = cts[0]
+    if remat:
+      index, params, stats, x = res
+      back = [lambda dy, k=k: jax.vjp(lambda p, v: fns[k](p, stats, v)[0], params, x)[1](dy)
+              for k in range(K)]
+    else:
+      index, saved, stats = res
+      back = [lambda dy, k=k: jax.tree_util.tree_unflatten(
+          trees[k], [saved[i] for i in layout['where'][k]])(dy) for k in range(K)]
+    dparams, dx = jax.lax.switch(index, back, dy)
+    zero_index = np.zeros(np.shape(index), jax.dtypes.float0)
+    return zero_index, dparams, jax.tree_util.tree_map(jnp.zeros_like, stats), dx
+
+  g.defvjp(fwd, bwd)
+  return g
+
+
+def forward(space: Space, num_classes, variables, x, choices, scales, train,
+            execution='switch_vjp', bn_axis_name='data'):
+  """The supernet with layer l running only block choices[l] (a traced index), output
+  scaled by scales[l]. execution: 'switch_vjp' | 'switch_remat' (single_path), 'switch'
+  (plain lax.switch: JAX's cond autodiff), 'masked' (all K). Returns (logits, new batch_stats)."""
+  if execution == 'masked':
+    net = ChoiceNet(space, num_classes, bn_axis_name=bn_axis_name)
+    if not train:
+      return net.apply(variables, x, choices, scales, train=False), variables['batch_stats']
+    y, new = net.apply(variables, x, choices, scales, train=True, mutable=['batch_stats'])
+    return y, new['batch_stats']
+  params, stats, new_stats = variables['params'], variables['batch_stats'], {}
+  run = lambda m, p, s, v: (m.apply({'params': p, 'batch_stats': s}, v, train=True,
+                                    mutable=['batch_stats']) if train else
+                            (m.apply({'params': p, 'batch_stats': s}, v, train=False), {
+                                'batch_stats': s}))
+  x, new = run(space.stem(bn_axis_name), params['stem'], stats['stem'], x)
+  new_stats['stem'] = new['batch_stats']
+  for l, spec in enumerate(space.layers):
+    def fn(k, spec=spec):
+      def f(p, s, v):
+        y, new = run(space.block(spec, k), p[f'choice{k}'], s[f'choice{k}'], v)
+        return y, dict(s, **{f'choice{k}': new['batch_stats']})
+      return f
+    fns = [fn(k) for k in range(space.num_choices)]
+    name = f'layer{l}'
+    if execution == 'switch':
+      x, new_stats[name] = jax.lax.switch(choices[l], fns, params[name], stats[name], x)
+    elif execution in ('switch_vjp', 'switch_remat'):
+      x, new_stats[name] = single_path(fns, execution == 'switch_remat')(
+          choices[l], params[name], stats[name], x)
+    else:
+      raise ValueError(f'execution={execution!r}; choose one of {EXECUTIONS}')
+    if scales is not None:
+      x = x * scales[l].astype(x.dtype)
+  x, new = run(space.head(num_classes, bn_axis_name), params['head'], stats['head'], x)
+  new_stats['head'] = new['batch_stats']
+  return x, new_stats
+
+
+def child_variables(tree, genotype):
+  """The supernet's {'layer<l>': {'choice<k>': ...}} tree restricted to the genotype."""
+  out = dict(tree)
+  for l, k in enumerate(genotype):
+    if f'layer{l}' in out:
+      out[f'layer{l}'] = {f'choice{k}': out[f'layer{l}'][f'choice{k}']}
+  return out
+
+
+# ------------------------------------------------------------------ FLOPs / params
+
+
+@dataclasses.dataclass
+class Costs:
+  """Multiply-adds and parameters per image: per (layer, choice) and of stem + head."""
+  flops: np.ndarray    # [L, K]
+  params: np.ndarray   # [L, K]
+  fixed_flops: int
+  fixed_params: int
+
+  def of(self, genotype):
+    idx = (np.arange(len(genotype)), np.asarray(genotype))
+    return (int(self.fixed_flops + self.flops[idx].sum()),
+            int(self.fixed_params + self.params[idx].sum()))
+
+  def table(self, resource):
+    return (self.flops, self.fixed_flops) if resource == 'flops' else (self.params,
+                                                                        self.fixed_params)
+
+
+def _macs(module, args, out) -> int:
+  """Multiply-adds of a conv / dense call, from its input and output shapes."""
+  if isinstance(module, conv.Conv):
+    ks = module.kernel_size
+    kh, kw = (ks, ks) if isinstance(ks, int) else tuple(ks)
+    cin = args[0].shape[-1] // module.feature_group_count
+    return int(np.prod(out.shape[1:])) * kh * kw * cin
+  if isinstance(module, nn.Dense):
+    return int(np.prod(out.shape[1:])) * args[0].shape[-1]
+  return 0
+
+
+def _split(per_path: dict, num_layers: int, num_choices: int):
+  table = np.zeros((num_layers, num_choices), np.int64)
+  fixed = 0
+  for path, v in per_path.items():
+    if len(path) >= 2 and path[0].startswith('layer') and path[1].startswith('choice'):
+      table[int(path[0][5:]), int(path[1][6:])] += v
+    else:
+      fixed += v
+  return table, int(fixed)
+
+
+def count_costs(space: Space, image_shape, num_classes: int) -> Costs:
+  """Counts conv / dense multiply-adds (per image; BN, ReLU, pooling not counted) by
+  intercepting every module call of one abstract pass over the whole supernet, and the
+  parameters of each block (BN scale/bias included) from the parameter shapes."""
+  macs = collections.defaultdict(int)
+
+  def interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name == '__call__':
+      n = _macs(context.module, args, out)
+      if n:
+        macs[tuple(context.module.path)] += n
+    return out
+
+  net = ChoiceNet(space, num_classes, bn_axis_name=None)
+  x = jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32)
+  L = space.num_layers
+  with nn.intercept_methods(interceptor):
+    shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x,
+                                               jnp.zeros(L, jnp.int32), None), x)
+  sizes = {tuple(getattr(k, 'key', k) for k in path): int(np.prod(leaf.shape))
+           for path, leaf in jax.tree_util.tree_flatten_with_path(shapes['params'])[0]}
+  flops, fixed_flops = _split(macs, L, space.num_choices)
+  params, fixed_params = _split(sizes, L, space.num_choices)
+  return Costs(flops, params, fixed_flops, fixed_params)
+
+
+def probability_figure(probs, choices, genotype=None, title='p(alpha)'):
+  """Heat map of the [L, K] choice probabilities (matplotlib Agg), argmax marked."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  probs = np.asarray(probs)
+  fig, ax = plt.subplots(figsize=(2 + 0.9 * len(choices), 1 + 0.3 * len(probs)))
+  im = ax.imshow(probs, aspect='auto', cmap='viridis', vmin=0, vmax=1)
+  sel = np.argmax(probs, -1) if genotype is None else np.asarray(genotype)
+  ax.scatter(sel, np.arange(len(probs)), marker='x', color='red', s=25)
+  ax.set_xticks(range(len(choices)), choices, rotation=30)
+  ax.set_yticks(range(len(probs)), [f'layer {l}' for l in range(len(probs))], fontsize=7)
+  ax.set_title(title)
+  fig.colorbar(im, ax=ax)
+  fig.tight_layout()
+  return fig
+
+
+def tree_size(tree: Any) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(tree)))

@@ -1,0 +1,260 @@
+"""DSNAS (METHOD.md 3a): single-path stochastic architecture search in the training step.
+
+alpha in R^{L x K}. Each step every device draws Z_l ~ OneHot(softmax(alpha_l)) from its
+own key, runs only the sampled block of every layer and scales its output by
+    z_l = exp(log p_{l,s} - stopgrad(log p_{l,s}))     (value 1)
+so the one jax.grad of the step gives dL/dalpha_l = (dL/dZ_{l,s}) (onehot(s) - softmax(alpha_l)),
+averaged over devices with theta's gradient. A layer whose top-1 minus top-2 probability
+reaches `fix_threshold` is fixed to its argmax (host side, end_of_epoch); when every layer
+is fixed, or at `search_epochs`, the search phase ends and the fixed child trains on.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dha_jax import optim
+from dha_jax.nas import choice_space, shufflenet
+
+
+def default_config():
+  """Every field config.nas may hold for strategy 'dsnas', with its default."""
+  n = ml_collections.ConfigDict()
+  n.strategy = 'dsnas'
+  n.space = 'shufflenet_small'  # 'shufflenet' (SPOS, 224 px) | 'shufflenet_small' (8-32 px)
+  n.stem_channels = 0           # width / depth overrides of the space (0 or () = its default)
+  n.stage_repeats = ()
+  n.stage_channels = ()
+  n.last_channels = 0
+  n.execution = 'auto'          # 'auto' | 'switch_vjp' | 'switch_remat' | 'switch' | 'masked'
+  n.genotype = ()               # non-empty: train this fixed child only (no search)
+  n.alpha_init_mean = 1.0       # alpha ~ N(mean, std)
+  n.alpha_init_std = 0.01
+  n.optimizer = ml_collections.ConfigDict(
+      {'name': 'adam', 'lr': 1e-3, 'b1': 0.5, 'b2': 0.999})  # alpha's optimizer
+  n.warmup_steps = 0            # alpha frozen (no gradient, no optimizer state change) until
+  n.warmup_epochs = 0           # both this many steps and this many epochs have passed
+  n.fix_threshold = 0.3         # early fix when top1 - top2 prob >= this (>= 1: never)
+  n.search_epochs = 0           # > 0: fix every layer to its argmax at the end of this epoch
+  n.resource = 'flops'          # 'flops' (multiply-adds) | 'params': what `budget` limits
+  n.budget = 0.0                # 0: no constraint; else penalise while the sample exceeds it
+  n.penalty_weight = 1.0        # penalty = weight * E_p[cost] / budget
+  return n
+
+
+def settings(nas_config):
+  """config.nas over default_config(): missing fields take their default."""
+  n = default_config()
+  for k, v in nas_config.items():
+    if k not in n:
+      raise ValueError(f'config.nas.{k} is unknown for dsnas; the fields are {sorted(n)}')
+    n[k] = ml_collections.ConfigDict(v) if k == 'optimizer' else v
+  if n.resource not in ('flops', 'params'):
+    raise ValueError(f"config.nas.resource={n.resource!r}: use 'flops' or 'params'")
+  return n
+
+
+def auto_execution(backend=None):
+  """Measured in benchmarks/single_path.py: lax.switch is single-path in time and memory
+  on CPU (and is what the GPU runs as a conditional); 'masked' pays for all K."""
+  del backend
+  return 'switch_vjp'
+
+
+def frozen_while_zero(tx):
+  """Leaves the inner state untouched on all-zero gradients (warm-up, finished search),
+  so Adam's moments and bias correction start with the first real alpha gradient."""
+
+  def update(grads, state, params=None):
+    updates, new = tx.update(grads, state, params)
+    live = jnp.any(jnp.stack([jnp.any(g != 0) for g in jax.tree_util.tree_leaves(grads)]))
+    keep = lambda a, b: jnp.where(live, a, b)
+    return (jax.tree_util.tree_map(lambda u: jnp.where(live, u, 0), updates),
+            jax.tree_util.tree_map(keep, new, state))
+
+  return optax.GradientTransformation(tx.init, update)
+
+
+class DSNAS:
+  """The strategy interface of dha_jax/nas/__init__.py."""
+
+  def __init__(self, config, num_classes):
+    self.cfg = n = settings(config.nas)
+    self.space = shufflenet.build(n.space, n.stem_channels, n.stage_repeats, n.stage_channels,
+                                  n.last_channels, config.model.bn_momentum)
+    L, K = self.space.num_layers, self.space.num_choices
+    self.genotype = tuple(int(g) for g in n.genotype) or None
+    if self.genotype and (len(self.genotype) != L or max(self.genotype) >= K):
+      raise ValueError(f'config.nas.genotype needs {L} indices in [0, {K})')
+    self.execution = auto_execution() if n.execution == 'auto' else n.execution
+    self.num_classes = num_classes
+    self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
+    self.costs = None
+
+  # ------------------------------------------------------------------ in the step
+
+  def init(self, rng, dummy):
+    k_net, k_alpha = jax.random.split(rng)
+    L, K = self.space.num_layers, self.space.num_choices
+    self.costs = choice_space.count_costs(self.space, dummy.shape[1:], self.num_classes)
+    v = self.net.init(k_net, dummy, jnp.zeros(L, jnp.int32), None, train=False)
+    if self.genotype:
+      return v['params'], v.get('batch_stats', {}), {}, {}
+    alpha = self.cfg.alpha_init_mean + self.cfg.alpha_init_std * jax.random.normal(
+        k_alpha, (L, K))
+    nas_state = {'step': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32),
+                 'fixed': jnp.zeros(L, bool), 'choice': jnp.zeros(L, jnp.int32)}
+    return v['params'], v.get('batch_stats', {}), {'alpha': alpha}, nas_state
+
+  def _active(self, nas_state):
+    """alpha learns: past warm-up and still searching (traced bool)."""
+    return ((nas_state['step'] >= self.cfg.warmup_steps)
+            & (nas_state['epoch'] >= self.cfg.warmup_epochs) & self.searching(nas_state))
+
+  def _learnable(self, arch, nas_state):
+    """alpha where it gets a gradient (active, unfixed rows), stopped elsewhere."""
+    live = self._active(nas_state) & ~nas_state['fixed'][:, None]
+    return jnp.where(live, arch['alpha'], jax.lax.stop_gradient(arch['alpha']))
+
+  def choose(self, arch, nas_state, rng):
+    """Per-layer block index: a sample (rng given) or the argmax; fixed layers fixed."""
+    alpha = arch['alpha']
+    s = (jnp.argmax(alpha, -1) if rng is None else
+         jax.random.categorical(rng, jax.nn.log_softmax(alpha, -1), axis=-1))
+    return jnp.where(nas_state['fixed'], nas_state['choice'], s).astype(jnp.int32)
+
+  def forward(self, net, batch_stats, choices, scales, images, train, space=None):
+    """The static child (genotype) or the supernet on the path `choices`."""
+    variables = {'params': net, 'batch_stats': batch_stats}
+    if not self.genotype:
+      return choice_space.forward(space or self.space, self.num_classes, variables, images,
+                                  choices, scales, train, self.execution)
+    m = self.net if space is None else self.net.clone(space=space)
+    if train:
+      logits, new = m.apply(variables, images, train=True, mutable=['batch_stats'])
+      return logits, new['batch_stats']
+    return m.apply(variables, images, train=False), batch_stats
+
+  def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
+    if self.genotype:
+      logits, bs = self.forward(net, batch_stats, None, None, images, train)
+      return logits, bs, {}
+    s = self.choose(arch, nas_state, rng if train else None)
+    logp = jax.nn.log_softmax(self._learnable(arch, nas_state), -1)
+    logp_s = jnp.take_along_axis(logp, s[:, None], -1)[:, 0]
+    z = jnp.exp(logp_s - jax.lax.stop_gradient(logp_s))
+    logits, bs = self.forward(net, batch_stats, s, z, images, train)
+    return logits, bs, {'choice': s}
+
+  def arch_loss(self, arch, nas_state, aux):
+    """Eq. (1)'s constraint: weight * E_p[cost] / budget while the sample exceeds it."""
+    if self.genotype or not self.cfg.budget:
+      return jnp.zeros(())
+    table, fixed = self.costs.table(self.cfg.resource)
+    table = jnp.asarray(table, jnp.float32)
+    sampled = fixed + jnp.sum(jnp.take_along_axis(table, aux['choice'][:, None], -1))
+    p = jax.nn.softmax(self._learnable(arch, nas_state), -1)
+    expected = fixed + jnp.sum(p * table)
+    over = sampled > self.cfg.budget
+    return jnp.where(over, self.cfg.penalty_weight * expected / self.cfg.budget, 0.0)
+
+  def optimizer(self):
+    if self.genotype:
+      return optax.identity()
+    return frozen_while_zero(optim.group_optimizer(self.cfg.optimizer))
+
+  def searching(self, nas_state):
+    if self.genotype:
+      return jnp.zeros((), bool)
+    return ~jnp.all(nas_state['fixed'])
+
+  def mask_update(self, old_arch, new_arch, nas_state):
+    if self.genotype:
+      return new_arch
+    keep = nas_state['fixed'][:, None] | ~self._active(nas_state)
+    return {'alpha': jnp.where(keep, old_arch['alpha'], new_arch['alpha'])}
+
+  def after_step(self, nas_state, aux):
+    if self.genotype:
+      return nas_state
+    return dict(nas_state, step=nas_state['step'] + 1)
+
+  # ------------------------------------------------------------------ on the host
+
+  def end_of_epoch(self, state, epoch):
+    """Early fix (top1 - top2 >= threshold) and the end of the search at search_epochs."""
+    if self.genotype:
+      return state
+    ns = jax.device_get(state.nas_state)
+    fixed, choice = np.array(ns['fixed']), np.array(ns['choice'])
+    p = np.asarray(jax.nn.softmax(jax.device_get(state.params['arch']['alpha']), -1))
+    warm = (int(ns['step']) >= self.cfg.warmup_steps and epoch >= self.cfg.warmup_epochs)
+    top2 = np.sort(p, -1)[:, -2:]
+    new = ~fixed & warm & (top2[:, 1] - top2[:, 0] >= self.cfg.fix_threshold)
+    if self.cfg.search_epochs and epoch >= self.cfg.search_epochs:
+      new = ~fixed
+    choice = np.where(new, np.argmax(p, -1), choice).astype(np.int32)
+    host = dict(ns, fixed=fixed | new, choice=choice, epoch=np.int32(epoch))
+    put = lambda h, old: jax.device_put(np.asarray(h, old.dtype), old.sharding)
+    return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+
+  def genotype_of(self, arch, nas_state):
+    if self.genotype:
+      return list(self.genotype)
+    ns = jax.device_get(nas_state)
+    arg = np.argmax(np.asarray(jax.device_get(arch['alpha'])), -1)
+    return [int(g) for g in np.where(ns['fixed'], ns['choice'], arg)]
+
+  def genotype_string(self, genotype):
+    return ' '.join(self.space.choices[g] for g in genotype)
+
+  def metrics(self, arch, nas_state):
+    g = self.genotype_of(arch, nas_state)
+    out = {'nas/genotype': ''.join(str(i) for i in g)}
+    if self.costs is not None:
+      out['nas/child_mflops'] = self.costs.of(g)[0] / 1e6
+    if self.genotype:
+      return out
+    p = np.asarray(jax.nn.softmax(jax.device_get(arch['alpha']), -1))
+    out['nas/fixed_layers'] = int(np.sum(jax.device_get(nas_state['fixed'])))
+    out['nas/mean_max_prob'] = float(p.max(-1).mean())
+    out.update({f'nas/max_prob/{l}': float(v) for l, v in enumerate(p.max(-1))})
+    return out
+
+  def summary(self, arch, nas_state):
+    g = self.genotype_of(arch, nas_state)
+    out = {'genotype': g, 'genotype_names': [self.space.choices[i] for i in g],
+           'space': self.space.name}
+    if self.costs is not None:
+      flops, params = self.costs.of(g)
+      out.update(flops=flops, params=params)
+    if not self.genotype:
+      out['probabilities'] = np.asarray(
+          jax.nn.softmax(jax.device_get(arch['alpha']), -1)).round(4).tolist()
+      out['fixed'] = np.asarray(jax.device_get(nas_state['fixed'])).tolist()
+    return {'architecture': out, 'child_mflops': out.get('flops', 0) / 1e6,
+            'child_mparams': out.get('params', 0) / 1e6}
+
+  def pictures(self, arch, nas_state):
+    """{'arch': heat map of p(alpha) per layer, the current genotype marked}."""
+    if self.genotype:
+      return {}
+    p = np.asarray(jax.nn.softmax(jax.device_get(arch['alpha']), -1))
+    return {'arch': choice_space.probability_figure(p, self.space.choices,
+                                                    self.genotype_of(arch, nas_state))}
+
+  # ------------------------------------------------------------- the derived child
+
+  def child(self, state):
+    """(module, variables, genotype) of the derived child: a plain ChoiceNet with a fixed
+    genotype and the searched weights restricted to its blocks."""
+    g = self.genotype_of(state.params['arch'], state.nas_state)
+    variables = {'params': choice_space.child_variables(state.params['net'], g),
+                 'batch_stats': choice_space.child_variables(state.batch_stats, g)}
+    return self.child_module(g), variables, g
+
+  def child_module(self, genotype):
+    return choice_space.ChoiceNet(self.space, self.num_classes, tuple(genotype),
+                                  bn_axis_name=None)

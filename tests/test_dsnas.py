@@ -1,0 +1,315 @@
+"""DSNAS (METHOD.md 3a): the estimator against the exact gradient of E_Z[L], single path
+equals the fixed child, FLOPs against hand counts, early fix, 4-device agreement, a
+bounded number of compilations over a run, and the exported child."""
+
+import functools
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dha_jax import parallel, steps, train
+from dha_jax.nas import choice_space, dsnas, shufflenet
+
+
+def tiny_config():
+  from configs import test  # pylint: disable=g-import-not-at-top
+  c = test.get_config()
+  c.nas = n = dsnas.default_config()
+  n.stem_channels, n.stage_repeats, n.stage_channels, n.last_channels = 8, (1, 2), (16, 32), 32
+  n.optimizer.lr = 0.05
+  c.recalibration_batches = 3
+  return c
+
+
+# ---------------------------------------------------------------- the estimator
+
+
+C = np.array([[0.5, 1.0, 2.0, 1.5], [2.0, 0.7, 1.0, 1.2]])
+
+
+def test_estimator_matches_the_exact_gradient_of_the_expected_loss():
+  """Two choice layers whose chosen blocks scale the input by C[l, s_l]: the loss is
+  C[0, s0] C[1, s1], E_Z[L] = (p0 . C0)(p1 . C1), and its alpha gradient is closed-form.
+  The sampling, the value-1 scale z and the masking are the strategy's own."""
+  s = dsnas.DSNAS(tiny_config(), 10)
+  L, _ = C.shape
+  alpha = jnp.asarray([[0.3, -0.2, 0.5, 0.0], [0.1, 0.4, -0.3, 0.2]])
+  nas_state = {'step': jnp.ones((), jnp.int32), 'epoch': jnp.ones((), jnp.int32),
+               'fixed': jnp.zeros(L, bool), 'choice': jnp.zeros(L, jnp.int32)}
+
+  def loss(arch, key):
+    choices = s.choose(arch, nas_state, key)
+    logp = jax.nn.log_softmax(s._learnable(arch, nas_state), -1)  # pylint: disable=protected-access
+    logp_s = jnp.take_along_axis(logp, choices[:, None], -1)[:, 0]
+    z = jnp.exp(logp_s - jax.lax.stop_gradient(logp_s))
+    x = 1.0
+    for l in range(L):  # the sampled path, each output times its z
+      x = x * jnp.asarray(C[l])[choices[l]] * z[l]
+    return x
+
+  n = 20000
+  keys = jax.random.split(jax.random.PRNGKey(0), n)
+  g = jax.vmap(lambda k: jax.grad(loss)({'alpha': alpha}, k)['alpha'])(keys)
+  p = np.asarray(jax.nn.softmax(alpha, -1))
+  e = (p * C).sum(-1)  # E[C_l]
+  exact = np.stack([e[1 - l] * (p[l] * C[l] - e[l] * p[l]) for l in range(L)])
+  mean, stderr = np.asarray(g.mean(0)), np.asarray(g.std(0)) / np.sqrt(n)
+  # Monte-Carlo mean within 4 standard errors of the closed form, every entry
+  assert np.all(np.abs(mean - exact) <= 4 * stderr + 1e-6), (mean, exact, stderr)
+
+
+def test_estimator_through_the_real_forward_equals_the_formula():
+  """jax.grad through DSNAS.apply gives dL/dalpha_l = (dL/dZ_ls)(onehot(s) - p_l) for the
+  sampled path, with dL/dZ_ls computed independently by scaling that block's output."""
+  s = dsnas.DSNAS(tiny_config(), 10)
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), x)
+  arch = {'alpha': arch['alpha'] + jax.random.normal(jax.random.PRNGKey(5), arch['alpha'].shape)}
+  ns = dict(ns, step=jnp.ones((), jnp.int32))
+  key = jax.random.PRNGKey(3)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  R = parallel.REPLICATED
+  weights = jnp.arange(10.0)
+
+  def via_apply(a):
+    logits, _, aux = s.apply(net, bs, a, ns, x, key, True)
+    return jnp.sum(logits * weights), aux
+
+  def via_scales(zs, choices):
+    logits, _ = s.forward(net, bs, choices, zs, x, True)
+    return jnp.sum(logits * weights)
+
+  def both(a):
+    g, aux = jax.grad(via_apply, has_aux=True)(a)
+    dz = jax.grad(via_scales)(jnp.ones(s.space.num_layers), aux['choice'])
+    return g['alpha'], dz, aux['choice']
+
+  g, dz, choice = parallel.data_parallel(both, mesh, (R,), R)(arch)
+  p = jax.nn.softmax(arch['alpha'], -1)
+  expected = dz[:, None] * (jax.nn.one_hot(choice, p.shape[-1]) - p)
+  np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------- single path = child
+
+
+def _state(net, bs, arch, ns):
+  return types.SimpleNamespace(params={'net': net, 'arch': arch}, batch_stats=bs,
+                               nas_state=ns)
+
+
+@pytest.mark.parametrize('execution', ['switch_vjp', 'switch_remat', 'masked'])
+def test_sampled_path_equals_the_fixed_child(execution):
+  config = tiny_config()
+  config.nas.execution = execution
+  s = dsnas.DSNAS(config, 10)
+  x = jax.random.normal(jax.random.PRNGKey(1), (6, 8, 8, 1))
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), x)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  R = parallel.REPLICATED
+
+  def run(key):
+    logits, new_bs, aux = s.apply(net, bs, arch, ns, x, key, True)
+    return logits, aux['choice']
+
+  for seed in range(3):
+    logits, choice = parallel.data_parallel(run, mesh, (R,), R)(jax.random.PRNGKey(seed))
+    g = [int(c) for c in choice]
+    ns_fixed = dict(ns, fixed=jnp.ones_like(ns['fixed']), choice=jnp.asarray(g, jnp.int32))
+    module, variables, genotype = s.child(_state(net, bs, arch, ns_fixed))
+    assert genotype == g
+    child_logits, _ = module.apply(variables, x, train=True, mutable=['batch_stats'])
+    np.testing.assert_allclose(logits, child_logits, rtol=1e-5, atol=1e-5)
+  # evaluation runs the argmax path with running statistics, as the child does
+  logits = parallel.data_parallel(lambda: s.apply(net, bs, arch, ns, x, None, False)[0],
+                                  mesh, (), R)()
+  module, variables, g = s.child(_state(net, bs, arch, ns))
+  assert g == [int(i) for i in np.argmax(arch['alpha'], -1)]
+  np.testing.assert_allclose(logits, module.apply(variables, x, train=False), rtol=1e-5,
+                             atol=1e-5)
+
+
+# -------------------------------------------------------------------------- FLOPs
+
+
+def test_flops_and_params_against_hand_counts():
+  space = shufflenet.build('shufflenet_small', 8, (1, 1), (16, 32), 32)
+  costs = choice_space.count_costs(space, (8, 8, 1), 10)
+  # stem 3x3 1->8 at 8x8 ; head 1x1 32->32 at 2x2 (two stride-2 stages) + dense 32->10
+  # (the first stage has stride 1 in the small space: 8x8 -> 8x8 -> 4x4)
+  assert costs.fixed_flops == 64 * 9 * 8 + 16 * 32 * 32 + 32 * 10
+  # layer 0: 8 -> 16 at 8x8, stride 1 but widening: projection branch. shuffle3:
+  #   main  pw 8->8 (mid = 8), dw3 on 8, pw 8->8 (out - in = 8)
+  #   proj  dw3 on 8, pw 8->8
+  hw = 64
+  main = hw * 8 * 8 + hw * 9 * 8 + hw * 8 * 8
+  proj = hw * 9 * 8 + hw * 8 * 8
+  assert costs.flops[0, 0] == main + proj
+  # shuffle7 only changes the depthwise taps
+  assert costs.flops[0, 2] == main + proj + 2 * hw * (49 - 9) * 8
+  # layer 1: 16 -> 32, stride 2, output 4x4 = 16 positions. xception (k=3):
+  #   main dw3/2 on 16 -> pw 16->16 -> dw3 -> pw 16->16 -> dw3 -> pw 16->16 (out - in = 16)
+  #   proj dw3/2 on 16 -> pw 16->16
+  o = 16
+  xc = o * 9 * 16 + o * 16 * 16 + o * 9 * 16 + o * 16 * 16 + o * 9 * 16 + o * 16 * 16
+  assert costs.flops[1, 3] == xc + o * 9 * 16 + o * 16 * 16
+  # parameters of shuffle3 in layer 0: convs (no bias) + BN scale and bias per conv
+  conv = 8 * 8 + 9 * 8 + 8 * 8 + 9 * 8 + 8 * 8
+  assert costs.params[0, 0] == conv + 2 * (8 + 8 + 8 + 8 + 8)
+
+
+def test_reference_architecture_flops_at_224():
+  """The DiffAutoML/SPOS final architecture: ~320M multiply-adds (323.3M counted here)."""
+  costs = choice_space.count_costs(shufflenet.build('shufflenet'), (224, 224, 3), 1000)
+  flops, params = costs.of([0, 0, 3, 0, 3, 2, 0, 0, 3, 3, 2, 3, 3, 3, 2, 0, 0, 3, 3, 0])
+  assert 310e6 <= flops <= 335e6, flops
+  assert 3.3e6 <= params <= 3.7e6, params
+
+
+def test_resource_penalty_only_when_over_budget():
+  config = tiny_config()
+  s = dsnas.DSNAS(config, 10)
+  x = jnp.zeros((2, 8, 8, 1))
+  _, _, arch, ns = s.init(jax.random.PRNGKey(0), x)
+  ns = dict(ns, step=jnp.ones((), jnp.int32))
+  table, fixed = s.costs.table('flops')
+  cheap = np.argmin(table, -1)
+  budget = fixed + table[np.arange(len(table)), cheap].sum()
+  config.nas.budget = float(budget)
+  s2 = dsnas.DSNAS(config, 10)
+  s2.costs = s.costs
+  under = s2.arch_loss(arch, ns, {'choice': jnp.asarray(cheap, jnp.int32)})
+  dear = jnp.asarray(np.argmax(table, -1), jnp.int32)
+  over, g = jax.value_and_grad(lambda a: s2.arch_loss(a, ns, {'choice': dear}))(arch)
+  assert float(under) == 0.0
+  p = np.asarray(jax.nn.softmax(arch['alpha'], -1))
+  assert float(over) == pytest.approx((fixed + (p * table).sum()) / budget, rel=1e-5)
+  # the penalty pushes probability towards cheaper blocks: d/dalpha = p (cost - E cost)
+  expected = p * (table - (p * table).sum(-1, keepdims=True)) / budget
+  np.testing.assert_allclose(g['alpha'], expected, rtol=1e-4, atol=1e-9)
+
+
+# ------------------------------------------------------------------------ early fix
+
+
+def test_early_fix_and_end_of_search():
+  config = tiny_config()
+  config.nas.search_epochs = 5
+  s = dsnas.DSNAS(config, 10)
+  x = jnp.zeros((2, 8, 8, 1))
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), x)
+  L = s.space.num_layers
+  alpha = np.zeros((L, 4), np.float32)
+  alpha[0] = [0, 0, 2.0, 0]     # p = [.09 .09 .70 .09]: top1 - top2 = 0.60 -> fixed to 2
+  alpha[1] = [0.3, 0, 0, 0]     # 0.30 vs 0.22: gap 0.08 -> not fixed
+  state = _state(net, bs, {'alpha': jnp.asarray(alpha)}, ns)
+  state = parallel.replicate(
+      train.state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=state.params,
+                                 hparams={}, batch_stats=bs, opt_state={}, nas_state=ns,
+                                 rng=jax.random.PRNGKey(0)), mesh)
+  state = s.end_of_epoch(state, 1)
+  got = jax.device_get(state.nas_state)
+  assert list(got['fixed']) == [True] + [False] * (L - 1)
+  assert int(got['choice'][0]) == 2
+  assert bool(s.searching(state.nas_state))
+  # a fixed layer is never sampled otherwise, and its alpha row no longer moves
+  for seed in range(20):
+    assert int(s.choose(state.params['arch'], state.nas_state, jax.random.PRNGKey(seed))[0]) == 2
+  moved = {'alpha': state.params['arch']['alpha'] + 1.0}
+  kept = s.mask_update(state.params['arch'], moved, state.nas_state)['alpha']
+  np.testing.assert_array_equal(kept[0], state.params['arch']['alpha'][0])
+  np.testing.assert_array_equal(kept[1:], moved['alpha'][1:])
+  # at search_epochs every layer is fixed to its argmax and the search phase ends
+  state = s.end_of_epoch(state, 5)
+  got = jax.device_get(state.nas_state)
+  assert got['fixed'].all() and not bool(s.searching(state.nas_state))
+  assert list(got['choice']) == list(np.argmax(alpha, -1))
+
+
+# ---------------------------------------------------------------- in the real step
+
+
+def test_four_devices_agree_on_alpha_while_sampling_different_paths():
+  config = tiny_config()
+  devices = jax.devices()[:4]
+  mesh = parallel.make_mesh(devices)
+  ds, comps, state, _, _ = train.setup(config, mesh)
+  state = parallel.replicate(state, mesh)
+  train_step, _ = steps.compile_steps(comps, mesh)
+  it = ds.train_iterator('train', config.batch_size, config.seed)
+  differ = False
+  alpha0 = np.asarray(jax.device_get(state.params['arch']['alpha']))
+  for _ in range(3):
+    host = jax.device_get(state)
+    k_arch = jax.random.split(jax.random.fold_in(host.rng, host.step), 3)[2]
+    paths = {tuple(np.asarray(comps.strategy.choose(
+        host.params['arch'], host.nas_state, jax.random.fold_in(k_arch, d))))
+             for d in range(4)}
+    differ |= len(paths) > 1
+    state, _ = train_step(state, parallel.shard_batch(next(it), mesh))
+    shards = [np.asarray(s.data) for s in state.params['arch']['alpha'].addressable_shards]
+    assert len(shards) == 4
+    for other in shards[1:]:
+      np.testing.assert_array_equal(shards[0], other)
+  assert differ, 'the 4 devices sampled the same path at every step'
+  assert not np.allclose(alpha0, shards[0]), 'alpha did not move'
+
+
+def _compiles(fn):
+  events = []
+
+  def listener(name, *args, **kwargs):
+    del args, kwargs
+    if name == '/jax/core/compile/backend_compile_duration':
+      events.append(name)
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    out = fn()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return out, len(events)
+
+
+@pytest.fixture(scope='module')
+def dsnas_runs(tmp_path_factory):
+  """Two runs across the end of the search (epoch 2): 4 and 6 epochs long."""
+  out = []
+  for epochs in (4, 6):
+    config = tiny_config()
+    config.num_epochs = epochs
+    config.nas.search_epochs = 2
+    config.eval_every_epochs = 0
+    workdir = str(tmp_path_factory.mktemp(f'dsnas{epochs}'))
+    result, n = _compiles(functools.partial(train.train_and_evaluate, config, workdir))
+    out.append((config, workdir, result, n))
+  return out
+
+
+def test_compilations_are_bounded_over_a_run(dsnas_runs):
+  (_, _, _, short), (_, _, _, long) = dsnas_runs
+  # the same number of compilations whatever the length, phases included
+  assert short == long, (short, long)
+
+
+def test_search_run_outputs_a_derived_child(dsnas_runs):
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from dha_jax import export  # pylint: disable=g-import-not-at-top
+  config, workdir, result, _ = dsnas_runs[0]
+  arch = result['architecture']
+  L = len(arch['genotype'])
+  assert len(arch['genotype_names']) == L and all(arch['fixed'])
+  assert result['search_end_step'] == 2 * (result['steps'] // config.num_epochs)
+  assert result['num_params'] == arch['params']  # the child's own parameter count
+  assert os.path.exists(os.path.join(workdir, 'arch.png'))
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(l) for l in f]
+  assert {r.get('phase') for r in rows} >= {'search', 'tune'}
+  assert any('nas/fixed_layers' in r for r in rows)
+  model = export.load_model(os.path.join(workdir, 'model'))
+  assert model.genotype == arch['genotype']
