@@ -1,0 +1,90 @@
+"""The ready-to-use model: <workdir>/model reproduces result.json's test accuracy
+through load_model(...).predict alone, and the predict command reads image files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dha_jax import data, export, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  from configs import test  # pylint: disable=g-import-not-at-top
+  config = test.get_config()
+  config.num_steps, config.recalibration_batches = 30, 4
+  workdir = str(tmp_path_factory.mktemp('export'))
+  result = train.train_and_evaluate(config, workdir)
+  return config, workdir, result
+
+
+def _accuracy(model, split):
+  logits = model.predict(split.images)
+  return float(np.mean(np.argmax(logits, -1) == split.labels))
+
+
+def test_exported_model_reproduces_the_test_accuracy(finished_run):
+  config, workdir, result = finished_run
+  model = export.load_model(os.path.join(workdir, 'model'))
+  test = data.load(config.dataset, config.seed).test
+  acc = _accuracy(model, test)
+  # the same network and weights on the same images: equal up to float rounding of a
+  # near-tie (at most one image of the split)
+  assert abs(acc - result['test/accuracy']) <= 1.0 / len(test.labels) + 1e-12
+  with open(os.path.join(workdir, 'model', 'model.json')) as f:
+    meta = json.load(f)
+  assert meta['metrics']['test/accuracy'] == result['test/accuracy']
+  assert meta['input_shape'] == list(test.images.shape[1:])
+  assert model.predict(test.images[:5]).shape == (5, 10)
+
+
+def test_bn_recalibration_changes_only_statistics(finished_run):
+  _, workdir, _ = finished_run
+  model = export.load_model(workdir + '/model/model.json')
+  assert set(model.variables) == {'params', 'batch_stats'}
+  means = [np.asarray(v) for k, v in _leaves(model.variables['batch_stats']) if k == 'mean']
+  assert means and all(np.all(np.isfinite(m)) for m in means)
+
+
+def _leaves(tree, key=None):
+  if isinstance(tree, dict):
+    for k, v in tree.items():
+      yield from _leaves(v, k)
+  else:
+    yield key, tree
+
+
+def test_predict_refuses_wrong_input(finished_run):
+  _, workdir, _ = finished_run
+  model = export.load_model(os.path.join(workdir, 'model'))
+  with pytest.raises(ValueError, match='uint8 images of shape'):
+    model.predict(np.zeros((2, 5, 5, 1), np.uint8))
+  with pytest.raises(FileNotFoundError, match='model.json'):
+    export.load_model(workdir)
+
+
+def test_predict_command_prints_top_classes(finished_run, tmp_path):
+  config, workdir, _ = finished_run
+  test = data.load(config.dataset, config.seed).test
+  files = []
+  for i in range(3):
+    path = str(tmp_path / f'digit{i}.png')
+    Image.fromarray(test.images[i, ..., 0]).save(path)
+    files.append(path)
+  out = subprocess.run([sys.executable, '-m', 'dha_jax.predict',
+                        f'--model={workdir}/model', '--top=2', *files], cwd=ROOT,
+                       capture_output=True, text=True, timeout=180)
+  assert out.returncode == 0, out.stderr[-2000:]
+  lines = [l for l in out.stdout.splitlines() if l.startswith(str(tmp_path))]
+  assert len(lines) == 3
+  model = export.load_model(os.path.join(workdir, 'model'))
+  best = np.argmax(model.predict(test.images[:3]), -1)
+  for line, b in zip(lines, best):  # the file round trip keeps the pixels: same answer
+    assert line.split(': ')[1].startswith(f'class {b} ('), line
