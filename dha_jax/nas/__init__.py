@@ -13,12 +13,24 @@ Interface (see fixed.FixedNetwork for the simplest complete example):
   metrics(arch, nas_state) -> dict of scalars for logging
   end_of_epoch(state, epoch) -> state (host side, once per epoch: fixing, recovery, ...)
   summary(arch, nas_state) -> dict for result.json (genotype, FLOPs, parameters)
+  pictures(arch, nas_state) -> {name: matplotlib Figure} (<workdir>/<name>.png, TensorBoard)
+  child(state) -> (module, variables, genotype): the derived network as a plain Flax
+      module (BatchNorm axis None) with the searched weights, genotype JSON-serialisable
+  child_module(genotype) -> that module rebuilt from the genotype alone (export.load_model)
+Optional attributes / methods (the train loop uses defaults when absent):
+  aux_weight: float, weight of aux['aux_logits'] (an auxiliary head) in the loss; 0.0
+  arch_objective: 'train' (alpha from the training loss, in the same jax.grad) or 'val'
+      (the step replaces alpha's gradient by that of the held-out batch 'arch_image')
+  static_key(host_nas_state) -> hashable, and specialize(key) -> strategy: the loop
+      compiles (and caches) the step per key, so structure that changes at most once
+      per epoch (an ISTA support) can be static Python instead of traced switching
 """
 
-from dha_jax.nas import fixed
+from dha_jax.nas import dsnas, fixed
 
 STRATEGIES = {
     'none': fixed.FixedNetwork,
+    'dsnas': dsnas.DSNAS,
 }
 
 
