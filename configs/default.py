@@ -57,6 +57,7 @@ def get_config():
   c.eval_batch_size = 256
   c.num_epochs = 10
   c.num_steps = 0          # > 0 overrides num_epochs
+  c.time_budget_s = 0.0    # > 0: stop training after this many seconds (since this start)
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'sgd'           # 'sgd' (momentum) | 'nesterov' | 'adam' | 'adamw'
   o.momentum = 0.9

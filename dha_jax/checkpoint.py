@@ -15,7 +15,8 @@ import orbax.checkpoint as ocp
 # of the steps already taken): logging, checkpoint cadence, the length of the run, where
 # the data lives.
 MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', 'progress',
-              'eval_every_epochs', 'num_epochs', 'num_steps', 'dataset.data_dir')
+              'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'dataset.data_dir',
+              'recalibration_batches')
 
 
 class IncompatibleCheckpoint(ValueError):

@@ -7,7 +7,6 @@ import time
 
 import jax
 import numpy as np
-from clu import metric_writers
 
 
 def _scalar(v):
@@ -27,6 +26,7 @@ class MetricsWriter:
         keep = [l for l in f if l.strip() and json.loads(l).get('step', 0) <= resume_step]
       with open(self.path, 'w') as f:
         f.writelines(keep)
+    from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF: slow)
     self.tb = metric_writers.create_default_writer(
         workdir, just_logging=not self.is_main, asynchronous=True)
 

@@ -71,6 +71,13 @@ def make_train_step(c: Components):
     # Each device samples its own architecture (DSNAS); augmentations are per sample.
     arch_key = jax.random.fold_in(k_arch, parallel.device_index())
 
+    def val_loss(net_params, arch):
+      """Un-augmented held-out batch at the current weights (first-order DARTS)."""
+      x = c.prepare_eval(batch['arch_image'])
+      logits, _, _ = c.strategy.apply(net_params, state.batch_stats, arch, state.nas_state,
+                                      x, arch_key, train=True)
+      return jnp.mean(cross_entropy(logits, batch['arch_label'], cfg.label_smoothing))
+
     def loss_fn(params):
       logits, new_bs, aux = c.strategy.apply(params['net'], state.batch_stats,
                                              params['arch'], state.nas_state, images,
@@ -90,13 +97,6 @@ def make_train_step(c: Components):
       grads['arch'] = jax.grad(lambda a: val_loss(state.params['net'], a))(
           state.params['arch'])
     grads = parallel.pmean(grads)
-
-    def val_loss(net_params, arch):
-      """Un-augmented held-out batch at the current weights (first-order DARTS)."""
-      x = c.prepare_eval(batch['arch_image'])
-      logits, _, _ = c.strategy.apply(net_params, state.batch_stats, arch, state.nas_state,
-                                      x, arch_key, train=True)
-      return jnp.mean(cross_entropy(logits, batch['arch_label'], cfg.label_smoothing))
 
     def hpo_loss(net_params):
       """L_hpo at theta_{t+1}: the un-augmented HPO batch, same architecture sample."""

@@ -140,8 +140,14 @@ def train_and_evaluate(config, workdir: str, devices=None):
   print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
 
   step, t_log, s_log, preempted, last = start, time.time(), start, False, None
+  t_train = time.time()
   with _Preemption() as preemption:
     while step < total:
+      if config.time_budget_s and time.time() - t_train >= config.time_budget_s:
+        print(f'time budget of {config.time_budget_s:g} s reached at step {step}; '
+              'finishing the run here', flush=True)
+        writer.write(step, {'event': 'time_budget'})
+        break
       batch = next(train_it)
       if hpo_it is not None:
         extra = next(hpo_it)
@@ -173,7 +179,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
           scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
         writer.write(step, scalars)
         progress(step, scalars['epoch'], scalars, sps)
-      if epoch_done:
+      if epoch_done and step < total:  # the trained structure is the one exported
         state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
         train_step, eval_step = compiled(state)
         _arch_pictures(workdir, comps, state, writer, step)

@@ -26,16 +26,37 @@ Optional attributes / methods (the train loop uses defaults when absent):
       per epoch (an ISTA support) can be static Python instead of traced switching
 """
 
-from dha_jax.nas import dsnas, fixed
+from dha_jax.nas import darts, dsnas, fixed, ista
 
 STRATEGIES = {
     'none': fixed.FixedNetwork,
+    'ista': ista.ISTA,
+    'darts': darts.DARTS,
+    'darts_fixed': darts.DartsFixed,
     'dsnas': dsnas.DSNAS,
 }
 
 
-def register(name, cls):
+# config.nas with every field of a strategy and its default (the configs start from it)
+DEFAULT_CONFIGS = {
+    'dsnas': dsnas.default_config,
+    'ista': ista.default_config,
+    'darts': darts.darts_config,
+    'darts_fixed': darts.fixed_config,
+}
+
+
+def register(name, cls, default_config=None):
   STRATEGIES[name] = cls
+  if default_config is not None:
+    DEFAULT_CONFIGS[name] = default_config
+
+
+def default_config(name):
+  if name not in DEFAULT_CONFIGS:
+    raise ValueError(f'no search settings for strategy {name!r}; choose one of '
+                     f'{sorted(DEFAULT_CONFIGS)}')
+  return DEFAULT_CONFIGS[name]()
 
 
 def create(config, num_classes):

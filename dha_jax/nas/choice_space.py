@@ -3,13 +3,14 @@ a fixed head. A space is one `Space` value (see shufflenet.py); this file turns 
 Flax network, derives children from it and counts their FLOPs and parameters.
 
 Execution of a choice layer (how only the sampled block is paid for):
-  'switch'  lax.switch (flax nn.switch) on the block index: one block runs forward and
-            backward; JAX merges the branches' residuals by type, so the step keeps about
-            the largest candidate's activations, not the sum.
-  'remat'   the same with every branch under jax.checkpoint: residuals are only the layer
-            inputs, the chosen block is recomputed in the backward pass.
-  'masked'  every candidate runs, outputs summed with one-hot weights: the full supernet
-            (K-fold cost; kept as the contrast in benchmarks/single_path.py).
+  'switch'        lax.switch on the block index under JAX's own cond autodiff: one block
+                 runs forward and backward; JAX merges the branches' residuals by type.
+  'switch_vjp'    a custom_vjp around lax.switch that saves the chosen branch's vjp
+                 residuals in type-merged slots (single_path below).
+  'switch_remat'  the same saving only the layer inputs: the chosen block is recomputed in
+                 the backward pass (least memory; the CPU default).
+  'masked'        every candidate runs, outputs summed with one-hot weights: the full
+                 supernet (K-fold cost; the contrast in benchmarks/single_path.py).
 A fixed `genotype` builds the child: one block per layer, with the supernet's parameter
 names restricted to the chosen blocks ('layer3/choice2/...'), so weights transfer as is.
 
@@ -124,8 +125,9 @@ def single_path(fns, remat=False):
 
   A custom_vjp around lax.switch: the forward switch returns the chosen branch's
   jax.vjp residuals in type-merged slots, or (remat=True) nothing but the inputs, and the
-  backward switch recomputes the block. JAX's own cond
-  linearisation does the same work but traced ~10x slower here (benchmarks/single_path.py).
+  backward switch recomputes the block. JAX's own cond linearisation keeps the same
+  residuals (it merges them by type too) but took ~2x longer to compile here
+  (benchmarks/single_path.py).
   """
   K = len(fns)
   trees, layout = [None] * K, {}

@@ -1,0 +1,80 @@
+"""The papers' comparisons as config variants: which components a run switches on.
+
+A dataset config takes the variant as its config argument,
+
+  python -m dha_jax.main --config=configs/fashion_mnist.py:dha --workdir=W
+  python -m dha_jax.main --config=configs/cifar10.py:nas/darts --workdir=W
+
+and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
+
+  fixed        the fixed network, hand-set eta, standard augmentation (the baseline)
+  randaugment  the same with RandAugment
+  nas          architecture search alone (DSNAS / ISTA-NAS / DARTS)
+  da_hpo       learned tau and eta on the fixed network
+  dha          everything at once: tau, alpha, eta and theta in one run
+  sequential   NAS first, then DA+HPO training the derived network from scratch: two
+               runs chained by dha_jax/compare.py; this config is the second half, its
+               genotype given by --config.nas.genotype
+
+'/<strategy>' picks the architecture strategy of the search variants ('dsnas', 'ista',
+'darts'); without it the dataset config's `search` default is used.
+"""
+
+import ml_collections
+
+VARIANTS = ('fixed', 'randaugment', 'nas', 'da_hpo', 'dha', 'sequential')
+SEARCHED = ('nas', 'dha', 'sequential')
+
+
+def parse(arg: str, default_strategy: str):
+  variant, _, strategy = (arg or 'fixed').partition('/')
+  if variant not in VARIANTS:
+    raise ValueError(f'config argument {arg!r}: the variant must be one of {VARIANTS} '
+                     "(optionally '/dsnas', '/ista' or '/darts')")
+  return variant, strategy or default_strategy
+
+
+def nas_config(strategy: str, overrides: dict) -> ml_collections.ConfigDict:
+  """config.nas for `strategy` with the dataset's overrides (e.g. space sizes); fields
+  the strategy does not have are skipped (search-only fields for a fixed genotype)."""
+  from dha_jax import nas  # pylint: disable=g-import-not-at-top
+  n = nas.default_config(strategy)
+  for k, v in overrides.items():
+    if k in n:
+      n[k] = v
+  return n
+
+
+def apply(c, arg: str, search: dict, default_strategy: str = 'ista', fixed_nas=None,
+          hpo=None, policy=None):
+  """Switches the components of config `c` for the variant named by `arg`.
+
+  search: {strategy: {field: value}} overrides of config.nas per strategy.
+  fixed_nas: config.nas of the fixed network of 'fixed', 'randaugment' and 'da_hpo' (e.g.
+      a DARTS-V2 cell network); None keeps config.model.
+  hpo / policy: config.hpo / config.policy fields of the learned variants.
+  """
+  variant, strategy = parse(arg, default_strategy)
+  if variant in SEARCHED and strategy not in search:
+    raise ValueError(f'config argument {arg!r}: this dataset config has search settings '
+                     f'for {sorted(search)}')
+  if variant in ('nas', 'dha'):
+    c.nas = nas_config(strategy, search[strategy])
+  elif variant == 'sequential':  # the derived genotype, from scratch (compare.py sets it)
+    fixed = 'dsnas' if strategy == 'dsnas' else 'darts_fixed'
+    c.nas = nas_config(fixed, search[strategy])
+    c.nas.genotype = () if strategy == 'dsnas' else 'DARTS_V2'
+  elif fixed_nas:
+    c.nas = ml_collections.ConfigDict(fixed_nas)
+  if variant == 'randaugment':
+    c.policy.name = 'randaugment'
+  if variant in ('da_hpo', 'dha', 'sequential'):
+    from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
+    c.policy.name = 'learned'
+    for k, v in (policy or {}).items():
+      c.policy[k] = v
+    c.hpo = hypergrad.default_config()
+    c.hpo.enabled = True
+    for k, v in (hpo or {}).items():
+      c.hpo[k] = v
+  return c

@@ -1,0 +1,273 @@
+"""Strategies on the DARTS cell space besides ISTA (the papers' baselines):
+
+'darts'        first-order DARTS: every edge is the softmax(alpha)-weighted sum of the 7
+               ops (the supernet), alpha learned on the held-out validation loss
+               (arch_objective = 'val': the step replaces grads['arch'] by the gradient of
+               the un-augmented val loss at the current theta). Genotype by the standard
+               rule: per node the 2 input edges with the largest max op weight, each with
+               its strongest op. "NAS alone".
+'darts_fixed'  trains a given genotype (config.nas.genotype: a name such as 'DARTS_V2' or
+               Genotype JSON) with the auxiliary head and drop-path. "Fixed network".
+
+CellStrategy holds what the three cell strategies (these two and ista.ISTA) share: the
+network call (auxiliary logits, drop-path after the search), the derived child, the
+summary and the cell picture.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from dha_jax import optim
+from dha_jax.nas import darts_space as ds
+
+
+def settings(nas_config, defaults, name):
+  """config.nas over `defaults`: an unknown field fails with the list of known ones."""
+  n = defaults
+  for k, v in nas_config.items():
+    if k not in n:
+      raise ValueError(f'config.nas.{k} is unknown for {name}; the fields are {sorted(n)}')
+    n[k] = ml_collections.ConfigDict(v) if k == 'optimizer' else v
+  return n
+
+
+class CellStrategy:
+  """Common part of the cell-space strategies (see dha_jax/nas/__init__.py)."""
+  arch_objective = 'train'
+  space_name = 'darts'
+
+  def __init__(self, config, num_classes, nas_defaults, name):
+    self.cfg = settings(config.nas, nas_defaults, name)
+    self.spec = ds.make_spec(self.cfg, config.model.bn_momentum)
+    self.num_classes = num_classes
+    self.aux_weight = float(self.cfg.auxiliary_weight)
+    self.image_shape = None
+
+  # --------------------------------------------------------------- the network call
+
+  def run(self, net_module, net, batch_stats, images, weights, drop_rate, rng, train):
+    """(logits, new batch_stats, aux) of `net_module` with edge weights `weights`."""
+    variables = {'params': net, 'batch_stats': batch_stats}
+    with_aux = bool(train and self.spec.auxiliary)
+    kw = dict(weights=weights, drop_rate=drop_rate if train else None,
+              rng=rng if train else None, with_aux=with_aux)
+    if train:
+      out, new = net_module.apply(variables, images, train=True, mutable=['batch_stats'],
+                                  **kw)
+      batch_stats = new['batch_stats']
+    else:
+      out = net_module.apply(variables, images, train=False, **kw)
+    logits, aux_logits = out if with_aux else (out, None)
+    return logits, batch_stats, ({} if aux_logits is None else {'aux_logits': aux_logits})
+
+  def drop_rate(self, searching, rng, train):
+    """Drop-path probability: config.nas.drop_path once the search is over, else 0."""
+    if not train or rng is None or not self.cfg.drop_path:
+      return None
+    return jnp.where(searching, 0.0, float(self.cfg.drop_path))
+
+  def supernet(self, bn_axis_name='data'):
+    return ds.DartsNet(self.spec, self.num_classes, ds.all_edges(), ds.all_edges(),
+                       bn_axis_name=bn_axis_name)
+
+  # ------------------------------------------------------------ interface defaults
+
+  def arch_loss(self, arch, nas_state, aux):
+    return jnp.zeros(())
+
+  def after_step(self, nas_state, aux):
+    return nas_state
+
+  def end_of_epoch(self, state, epoch):
+    return state
+
+  def static_key(self, nas_state_host):
+    return None
+
+  def specialize(self, key):
+    return self
+
+  # ----------------------------------------------------------- the derived network
+
+  def genotype_of(self, arch, nas_state) -> ds.Genotype:
+    raise NotImplementedError
+
+  def num_child_params(self, genotype):
+    if self.image_shape is None:
+      return 0
+    return ds.count_params(self.spec, self.num_classes, genotype.edges('normal'),
+                           genotype.edges('reduce'), self.image_shape)
+
+  def child_module(self, genotype_json):
+    return ds.child_net(self.spec, self.num_classes, ds.Genotype.from_json(genotype_json))
+
+  def child(self, state):
+    """(module, variables, genotype JSON): only the selected ops, the trained weights
+    (same names), edge weights as constants, BN without a cross-device axis."""
+    g = self.genotype_of(state.params['arch'], state.nas_state)
+    module = ds.child_net(self.spec, self.num_classes, g)
+    dummy = jax.ShapeDtypeStruct((1,) + tuple(self.image_shape), jnp.float32)
+    template = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)
+    host = jax.device_get({'params': state.params['net'], 'batch_stats': state.batch_stats})
+    variables = {k: ds.restrict(host[k], template[k]) for k in ('params', 'batch_stats')}
+    return module, variables, g.to_json()
+
+  def summary(self, arch, nas_state):
+    g = self.genotype_of(arch, nas_state)
+    params = self.num_child_params(g)
+    out = {'genotype': g.to_json(), 'genotype_str': str(g), 'space': self.space_name,
+           'params': params, 'channels': self.spec.channels, 'layers': self.spec.layers}
+    return {'architecture': out, 'child_mparams': params / 1e6}
+
+  def pictures(self, arch, nas_state):
+    g = self.genotype_of(arch, nas_state)
+    return {'genotype': ds.genotype_figure(g, type(self).__name__)}
+
+  def base_metrics(self, g):
+    return {'nas/genotype': str(g).replace('\n', ' | '),
+            'nas/child_mparams': self.num_child_params(g) / 1e6}
+
+
+# ----------------------------------------------------------------------- DARTS
+
+
+def darts_config():
+  """Every field config.nas may hold for strategy 'darts', with its default (the DARTS
+  search recipe: no auxiliary head, non-affine BN, BN after pools)."""
+  n = ds.space_config()
+  n.strategy = 'darts'
+  n.channels, n.layers = 16, 8
+  n.auxiliary_weight = 0.0
+  n.drop_path = 0.0
+  n.affine = False
+  n.pool_bn = True
+  n.alpha_init_std = 1e-3      # alpha ~ alpha_init_std * N(0, 1)
+  n.optimizer = ml_collections.ConfigDict(
+      {'name': 'adam', 'lr': 3e-4, 'b1': 0.5, 'b2': 0.999, 'weight_decay': 1e-3})
+  return n
+
+
+def node_rows(i):
+  """alpha rows (edges) of node i: 2 + 3 + ... in node order."""
+  start = sum(ds.num_inputs(k) for k in range(i))
+  return slice(start, start + ds.num_inputs(i))
+
+
+NUM_EDGES = sum(ds.num_inputs(i) for i in range(ds.NUM_NODES))
+
+
+def top2_genotype(p_normal, p_reduce) -> ds.Genotype:
+  """The DARTS rule on op probabilities [14, 7]: per node the 2 inputs whose best op is
+  strongest, each with that op; the op's probability is kept as the child's edge weight."""
+  edges, weights = [], []
+  for p in (np.asarray(p_normal), np.asarray(p_reduce)):
+    cell_e, cell_w = [], []
+    for i in range(ds.NUM_NODES):
+      rows = p[node_rows(i)]
+      best = np.argsort(-rows.max(-1), kind='stable')[:2]
+      best = sorted(int(j) for j in best)
+      cell_e.append(tuple(j * ds.NUM_OPS + int(np.argmax(rows[j])) for j in best))
+      cell_w.extend(float(rows[j].max()) for j in best)
+    edges.append(tuple(cell_e))
+    weights.append(cell_w)
+  return ds.Genotype.from_edges(edges[0], edges[1], weights[0], weights[1])
+
+
+class DARTS(CellStrategy):
+  """First-order DARTS on the weighted-sum supernet."""
+  arch_objective = 'val'
+
+  def __init__(self, config, num_classes):
+    super().__init__(config, num_classes, darts_config(), 'darts')
+    self.net = self.supernet()
+
+  def init(self, rng, dummy):
+    k_net, k_alpha = jax.random.split(rng)
+    self.image_shape = tuple(dummy.shape[1:])
+    v = ds.init_variables(self.net, k_net, dummy)
+    ka, kb = jax.random.split(k_alpha)
+    shape = (NUM_EDGES, ds.NUM_OPS)
+    arch = {'normal': self.cfg.alpha_init_std * jax.random.normal(ka, shape),
+            'reduce': self.cfg.alpha_init_std * jax.random.normal(kb, shape)}
+    return v['params'], v.get('batch_stats', {}), arch, {}
+
+  @staticmethod
+  def edge_weights(arch):
+    """Per cell type, per node: softmax over ops of each input edge, flattened j*7+o."""
+    return tuple(tuple(jax.nn.softmax(arch[t][node_rows(i)], -1).reshape(-1)
+                       for i in range(ds.NUM_NODES)) for t in ('normal', 'reduce'))
+
+  def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
+    return self.run(self.net, net, batch_stats, images, self.edge_weights(arch), None,
+                    rng, train)
+
+  def optimizer(self):
+    return optim.group_optimizer(self.cfg.optimizer)
+
+  def searching(self, nas_state):
+    return jnp.ones((), bool)
+
+  def mask_update(self, old_arch, new_arch, nas_state):
+    return new_arch
+
+  def probabilities(self, arch):
+    a = jax.device_get(arch)
+    return {t: np.asarray(jax.nn.softmax(jnp.asarray(a[t]), -1)) for t in a}
+
+  def genotype_of(self, arch, nas_state):
+    p = self.probabilities(arch)
+    return top2_genotype(p['normal'], p['reduce'])
+
+  def metrics(self, arch, nas_state):
+    out = self.base_metrics(self.genotype_of(arch, nas_state))
+    p = self.probabilities(arch)
+    out['nas/mean_max_prob'] = float(np.mean([p[t].max(-1).mean() for t in p]))
+    return out
+
+
+# ----------------------------------------------------------------- fixed genotype
+
+
+def fixed_config():
+  """Every field config.nas may hold for strategy 'darts_fixed', with its default."""
+  n = ds.space_config()
+  n.strategy = 'darts_fixed'
+  n.genotype = 'DARTS_V2'      # a name in darts_space.GENOTYPES or Genotype JSON
+  return n
+
+
+class DartsFixed(CellStrategy):
+  """Trains one genotype: no architecture parameters, never searching (drop-path on)."""
+
+  def __init__(self, config, num_classes):
+    super().__init__(config, num_classes, fixed_config(), 'darts_fixed')
+    self.genotype = ds.parse_genotype(self.cfg.genotype)
+    self.net = ds.child_net(self.spec, num_classes, self.genotype, bn_axis_name='data')
+
+  def init(self, rng, dummy):
+    self.image_shape = tuple(dummy.shape[1:])
+    v = ds.init_variables(self.net, rng, dummy)
+    return v['params'], v.get('batch_stats', {}), {}, {}
+
+  def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
+    rate = self.drop_rate(jnp.zeros((), bool), rng, train)
+    return self.run(self.net, net, batch_stats, images, None, rate, rng, train)
+
+  def optimizer(self):
+    return optax.identity()
+
+  def searching(self, nas_state):
+    return jnp.zeros((), bool)
+
+  def mask_update(self, old_arch, new_arch, nas_state):
+    return new_arch
+
+  def genotype_of(self, arch, nas_state):
+    return self.genotype
+
+  def metrics(self, arch, nas_state):
+    return self.base_metrics(self.genotype)
+

@@ -1,0 +1,273 @@
+"""ISTA-NAS one-stage (METHOD.md 3b): the architecture as sparse codes on the DARTS cells.
+
+Per cell type t and node i: a code b_{t,i} in R^7 (params['arch']['b'], learned by Adam
+on the training loss in the step's one jax.grad) and a fixed seeded Gaussian
+A_{t,i} in R^{7 x (i+2)*7} (nas_state['A'], zero-padded to 35 columns: a zero column never
+enters a LASSO solution). Once per epoch on the host (end_of_epoch):
+  x = argmin 1/2 ||A x - b||^2 + lam ||x||_1          (FISTA, `lasso`)
+  S = the 2 largest |x| on 2 distinct input edges       (any of the 7 ops)
+  frozen |= ||x - x_last|| <= threshold                 (from `freeze_from_epoch` on)
+and a candidate support whose derived network exceeds the parameter budget is rejected.
+In the step, node i evaluates only its 2 ops, weighted by
+  W = b^T A_S - (A_S^T A_S - I) x_S                    (so dL/db = A_S dL/dW),
+frozen codes are kept exactly (mask_update), and once all nodes are frozen the search is
+over: the same network trains on (with drop-path).
+
+Execution: the support is static Python structure of a specialised strategy
+(static_key / specialize: the train loop compiles one step per support, at most one per
+epoch); measured in benchmarks/ista_cost.py. Without specialisation the network falls back
+to the masked supernet (all 7 ops on every edge, zero weight off the support): the same
+outputs, the supernet's cost.
+"""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dha_jax import optim
+from dha_jax.nas import darts_space as ds
+from dha_jax.nas.darts import CellStrategy
+
+M = ds.NUM_OPS                         # measurements per node (rows of A)
+N_MAX = ds.num_inputs(ds.NUM_NODES - 1) * ds.NUM_OPS  # 35 columns (node 3)
+CELLS = ('normal', 'reduce')
+
+
+def default_config():
+  """Every field config.nas may hold for strategy 'ista', with its default (CIFAR)."""
+  n = ds.space_config()
+  n.strategy = 'ista'
+  n.lam = 1e-5                  # LASSO penalty
+  n.lasso_iters = 20000         # FISTA iteration cap
+  n.lasso_tol = 1e-7            # stop when ||x_k+1 - x_k|| <= tol * max(||x_k+1||, 1e-12)
+  n.code_init_std = 0.1         # b ~ code_init_std * N(0, 1)
+  n.measurement_seed = 0        # A ~ N(0, 1/7), from this seed
+  n.freeze_threshold = 1e-3     # freeze a node when ||x_new - x_last||_2 <= this
+  n.freeze_from_epoch = 2       # end_of_epoch(epoch) freezes only for epoch >= this
+  n.budget_mparams = 0.0        # > 0: reject supports whose network exceeds this (M params)
+  n.execution = 'static'        # 'static' (one compiled step per support) | 'masked'
+  n.optimizer = ml_collections.ConfigDict(
+      {'name': 'adam', 'lr': 3e-4, 'b1': 0.5, 'b2': 0.999, 'weight_decay': 1e-3})
+  return n
+
+
+# ------------------------------------------------------------------------ LASSO
+
+
+def _fista(A, b, lam, num_iters, tol):
+  L = jnp.maximum(jnp.linalg.norm(A, 2) ** 2, jnp.finfo(A.dtype).tiny)
+  step = 1.0 / L
+  soft = lambda v: jnp.sign(v) * jnp.maximum(jnp.abs(v) - lam * step, 0.0)
+  zero = jnp.zeros(A.shape[1], A.dtype)
+
+  def body(carry):
+    k, x, y, t, _ = carry
+    x_new = soft(y - step * (A.T @ (A @ y - b)))
+    # adaptive restart (O'Donoghue & Candes 2015): momentum off when it points uphill
+    restart = jnp.dot(y - x_new, x_new - x) > 0
+    t_new = jnp.where(restart, 1.0, (1.0 + jnp.sqrt(1.0 + 4.0 * t * t)) / 2.0)
+    y_new = jnp.where(restart, x_new, x_new + ((t - 1.0) / t_new) * (x_new - x))
+    delta = jnp.linalg.norm(x_new - x)
+    done = delta <= tol * jnp.maximum(jnp.linalg.norm(x_new), 1e-12)
+    return k + 1, x_new, y_new, t_new.astype(A.dtype), done
+
+  cond = lambda c: (c[0] < num_iters) & ~c[4]
+  init = (jnp.zeros((), jnp.int32), zero, zero, jnp.ones((), A.dtype), jnp.zeros((), bool))
+  return jax.lax.while_loop(cond, body, init)[1]
+
+
+def lasso(A, b, lam, num_iters=20000, tol=1e-7):
+  """x = argmin_x 1/2 ||A x - b||^2 + lam ||x||_1 by FISTA with adaptive restart.
+  A [..., m, n], b [..., m]: leading dimensions are independent problems. Runs in the
+  inputs' dtype (float64 under jax.enable_x64 for reference-grade accuracy)."""
+  A, b = jnp.asarray(A), jnp.asarray(b, jnp.asarray(A).dtype)
+  lead = A.shape[:-2]
+  f = lambda a, v: _fista(a, v, jnp.asarray(lam, A.dtype), num_iters, tol)
+  x = jax.vmap(f)(A.reshape((-1,) + A.shape[-2:]), b.reshape((-1, A.shape[-2])))
+  return x.reshape(lead + (A.shape[-1],))
+
+
+_lasso_jit = jax.jit(lasso, static_argnames=('num_iters',))
+
+
+# --------------------------------------------------------------- support and W
+
+
+def valid_columns(node):
+  return ds.num_inputs(node) * M
+
+
+def select_support(x):
+  """x [2, 4, 35] -> [2, 4, 2] column indices: the largest |x| of a node, then the
+  largest on another input edge; sorted. Ties go to the lower column."""
+  x = np.abs(np.asarray(x))
+  out = np.zeros(x.shape[:2] + (2,), np.int32)
+  for t in range(x.shape[0]):
+    for i in range(x.shape[1]):
+      v = x[t, i, :valid_columns(i)]
+      first = int(np.argmax(v))
+      other = np.where(np.arange(v.size) // M != first // M, v, -1.0)
+      out[t, i] = sorted((first, int(np.argmax(other))))
+  return out
+
+
+def edge_weights(b, A, x, support):
+  """W [2, 4, 2] = b^T A_S - (A_S^T A_S - I) x_S per (cell, node): differentiable in b.
+  support: [2, 4, 2] indices (a numpy constant or a traced array)."""
+  A_S = jnp.take_along_axis(A, jnp.asarray(support)[:, :, None, :], axis=-1)  # [2,4,7,2]
+  x_S = jnp.take_along_axis(x, jnp.asarray(support), axis=-1)               # [2,4,2]
+  gram = jnp.einsum('tnms,tnmr->tnsr', A_S, A_S)
+  return (jnp.einsum('tnm,tnms->tns', b, A_S) - jnp.einsum('tnsr,tnr->tns', gram, x_S)
+          + x_S)
+
+
+def edges_of(support):
+  """[2, 4, 2] indices -> (normal edges, reduce edges) as static tuples."""
+  s = np.asarray(support)
+  return tuple(tuple(tuple(int(c) for c in s[t, i]) for i in range(s.shape[1]))
+               for t in range(s.shape[0]))
+
+
+def support_string(support):
+  """'normal 0,15 1,14 ... | reduce ...': the 2 columns (j*7+o) of every node."""
+  return ' | '.join(name + ' ' + ' '.join(','.join(map(str, n)) for n in cell)
+                    for name, cell in zip(CELLS, edges_of(support)))
+
+
+def measurement_matrices(seed):
+  """A [2, 4, 7, 35]: N(0, 1/7) entries (unit-norm columns on average), node i using its
+  first (i+2)*7 columns, zeros after."""
+  A = np.random.default_rng(seed).standard_normal((2, ds.NUM_NODES, M, N_MAX)) / np.sqrt(M)
+  for i in range(ds.NUM_NODES):
+    A[:, i, :, valid_columns(i):] = 0.0
+  return A.astype(np.float32)
+
+
+# ------------------------------------------------------------------- the strategy
+
+
+class ISTA(CellStrategy):
+  """The strategy interface of dha_jax/nas/__init__.py."""
+
+  def __init__(self, config, num_classes):
+    super().__init__(config, num_classes, default_config(), 'ista')
+    if self.cfg.execution not in ('static', 'masked'):
+      raise ValueError(f"config.nas.execution={self.cfg.execution!r}: 'static' or 'masked'")
+    self.support = None  # static [2, 4, 2] tuple once specialised
+    self.net = self.supernet()
+
+  def recover(self, b, A):
+    return np.asarray(_lasso_jit(jnp.asarray(A), jnp.asarray(b), self.cfg.lam,
+                                 num_iters=int(self.cfg.lasso_iters),
+                                 tol=float(self.cfg.lasso_tol)))
+
+  def init(self, rng, dummy):
+    k_net, k_b = jax.random.split(rng)
+    self.image_shape = tuple(dummy.shape[1:])
+    v = ds.init_variables(self.net, k_net, dummy)
+    A = measurement_matrices(self.cfg.measurement_seed)
+    b = self.cfg.code_init_std * jax.random.normal(k_b, (2, ds.NUM_NODES, M))
+    x = self.recover(b, A)
+    nas_state = {'A': jnp.asarray(A), 'x': jnp.asarray(x, jnp.float32),
+                 'support': jnp.asarray(select_support(x)),
+                 'frozen': jnp.zeros((2, ds.NUM_NODES), bool),
+                 'rejected': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32)}
+    return v['params'], v.get('batch_stats', {}), {'b': b}, nas_state
+
+  # ---------------------------------------------------------------- in the step
+
+  def weights(self, arch, nas_state):
+    """W of every node on its support (the specialised static one if any)."""
+    support = nas_state['support'] if self.support is None else np.asarray(self.support)
+    b = jnp.where(nas_state['frozen'][..., None], jax.lax.stop_gradient(arch['b']),
+                  arch['b'])
+    return edge_weights(b, nas_state['A'], nas_state['x'], support), support
+
+  def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
+    W, support = self.weights(arch, nas_state)
+    rate = self.drop_rate(self.searching(nas_state), rng, train)
+    if self.support is not None:
+      normal, reduce = edges_of(self.support)
+      module = ds.DartsNet(self.spec, self.num_classes, normal, reduce, bn_axis_name='data')
+      weights = tuple(tuple(W[t, i] for i in range(ds.NUM_NODES)) for t in range(2))
+    else:  # masked: every op runs, zero weight off the support
+      module = self.net
+      weights = tuple(tuple(jnp.zeros(valid_columns(i), W.dtype).at[support[t, i]].set(
+          W[t, i]) for i in range(ds.NUM_NODES)) for t in range(2))
+    return self.run(module, net, batch_stats, images, weights, rate, rng, train)
+
+  def optimizer(self):
+    return optim.group_optimizer(self.cfg.optimizer)
+
+  def searching(self, nas_state):
+    return ~jnp.all(nas_state['frozen'])
+
+  def mask_update(self, old_arch, new_arch, nas_state):
+    return {'b': jnp.where(nas_state['frozen'][..., None], old_arch['b'], new_arch['b'])}
+
+  def static_key(self, nas_state_host):
+    if self.cfg.execution == 'masked':
+      return None
+    return edges_of(nas_state_host['support'])
+
+  def specialize(self, key):
+    if key is None:
+      return self
+    new = copy.copy(self)
+    new.support = tuple(tuple(tuple(n) for n in cell) for cell in key)
+    return new
+
+  # ---------------------------------------------------------------- on the host
+
+  def params_of(self, support):
+    normal, reduce = edges_of(support)
+    return ds.count_params(self.spec, self.num_classes, normal, reduce, self.image_shape)
+
+  def end_of_epoch(self, state, epoch):
+    """Recovery, support update (budget-checked), freezing; frozen nodes keep x and S."""
+    ns = jax.device_get(state.nas_state)
+    b = np.asarray(jax.device_get(state.params['arch']['b']))
+    frozen, x_last = np.asarray(ns['frozen']), np.asarray(ns['x'])
+    old = np.asarray(ns['support'])
+    x_new = self.recover(b, ns['A'])
+    keep = frozen[..., None]
+    candidate = np.where(keep, old, select_support(x_new))
+    rejected = int(ns['rejected'])
+    budget = float(self.cfg.budget_mparams) * 1e6
+    if budget and (candidate != old).any() and self.params_of(candidate) > budget:
+      candidate, rejected = old, rejected + 1
+    newly = np.zeros_like(frozen)
+    if epoch >= self.cfg.freeze_from_epoch:
+      newly = ~frozen & (np.linalg.norm(x_new - x_last, axis=-1) <= self.cfg.freeze_threshold)
+    host = dict(ns, x=np.where(keep, x_last, x_new), support=candidate,
+                frozen=frozen | newly, rejected=np.int32(rejected), epoch=np.int32(epoch))
+    put = lambda h, o: jax.device_put(np.asarray(h, o.dtype), o.sharding)
+    return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+
+  def genotype_of(self, arch, nas_state):
+    ns = jax.device_get(nas_state)
+    b = jnp.asarray(jax.device_get(arch['b']))
+    W = np.asarray(edge_weights(b, jnp.asarray(ns['A']), jnp.asarray(ns['x']),
+                                np.asarray(ns['support'])))
+    normal, reduce = edges_of(ns['support'])
+    return ds.Genotype.from_edges(normal, reduce, W[0], W[1])
+
+  def metrics(self, arch, nas_state):
+    g = self.genotype_of(arch, nas_state)
+    ns = jax.device_get(nas_state)
+    out = self.base_metrics(g)
+    out.update({'nas/frozen_nodes': int(np.sum(ns['frozen'])),
+                'nas/rejected_supports': int(ns['rejected']),
+                'nas/support': support_string(ns['support'])})
+    return out
+
+  def summary(self, arch, nas_state):
+    out = super().summary(arch, nas_state)
+    ns = jax.device_get(nas_state)
+    out['architecture'].update(
+        frozen=np.asarray(ns['frozen']).tolist(), support=np.asarray(ns['support']).tolist(),
+        x=np.asarray(ns['x']).round(6).tolist(), rejected_supports=int(ns['rejected']))
+    return out

@@ -1,0 +1,114 @@
+"""Full DHA end to end (tau, alpha, eta and theta in one run) on 1 and 4 devices, the
+comparison variants, and that a component switched off costs nothing in the step."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from dha_jax import compare, experiments, export, parallel, steps, train
+from dha_jax.hpo import hypergrad
+
+SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 2), 'stage_channels': (16, 32),
+                    'last_channels': 32, 'search_epochs': 2,
+                    'optimizer': {'name': 'adam', 'lr': 0.05, 'b1': 0.5, 'b2': 0.999}},
+          'ista': {'channels': 4, 'layers': 3, 'auxiliary_weight': 0.0}}
+
+
+def dha_config(variant='dha/dsnas'):
+  from configs import test  # pylint: disable=g-import-not-at-top
+  c = test.get_config()
+  c.num_epochs, c.recalibration_batches, c.eval_every_epochs = 3, 3, 0
+  return experiments.apply(c, variant, SEARCH, default_strategy='dsnas',
+                           policy={'optimizer': {'name': 'sgd', 'lr': 5.0, 'momentum': 0.9,
+                                                 'nesterov': True}},
+                           hpo={'objective': 'train', 'lr_bounds': (1e-3, 0.5),
+                                'optimizer': {'name': 'adam', 'lr': 0.05}})
+
+
+@pytest.mark.parametrize('num_devices', [1, 4])
+def test_full_dha_moves_every_component_and_exports(num_devices, tmp_path):
+  config = dha_config()
+  mesh = parallel.make_mesh(jax.devices()[:num_devices])
+  _, _, init, _, _ = train.setup(config, mesh)
+  result = train.train_and_evaluate(config, str(tmp_path), jax.devices()[:num_devices])
+  from dha_jax import checkpoint  # pylint: disable=g-import-not-at-top,unused-import
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  mgr = ocp.CheckpointManager(os.path.join(tmp_path, 'checkpoints'))
+  final = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore())
+  mgr.close()
+  # tau, alpha and eta all left their initial values
+  for group in ('policy', 'arch'):
+    moved = jax.tree_util.tree_map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))),
+                                   final['params'][group], jax.device_get(init.params[group]))
+    assert max(jax.tree_util.tree_leaves(moved)) > 1e-4, group
+  for k in ('lr', 'weight_decay'):
+    assert abs(float(final['hparams'][k]) - float(init.hparams[k])) > 1e-4, k
+  assert result['search_end_step'] is not None  # the search ended, tuning went on
+  for key in ('policy', 'architecture', 'hparams', 'images_processed', 'wall_time_s'):
+    assert key in result, key
+  # the exported model alone reproduces the reported accuracy
+  from dha_jax import data  # pylint: disable=g-import-not-at-top
+  test = data.load(config.dataset, config.seed).test
+  model = export.load_model(os.path.join(tmp_path, 'model'))
+  acc = float(np.mean(np.argmax(model.predict(test.images), -1) == test.labels))
+  assert abs(acc - result['test/accuracy']) <= 1.0 / len(test.labels) + 1e-12
+  assert model.genotype == result['architecture']['genotype']
+  for name in ('policy.png', 'hparams.png', 'arch.png'):
+    assert os.path.exists(os.path.join(tmp_path, name)), name
+
+
+def _step_flops(config):
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  ds, comps, state, _, _ = train.setup(config, mesh)
+  state = parallel.replicate(state, mesh)
+  train_step, _ = steps.compile_steps(comps, mesh)
+  batch = next(ds.train_iterator('train', config.batch_size, 0))
+  if comps.hpo.objective in ('train', 'val'):
+    batch.update(hpo_image=batch['image'], hpo_label=batch['label'])
+  cost = train_step.lower(state, parallel.shard_batch(batch, mesh)).compile().cost_analysis()
+  return float((cost if isinstance(cost, dict) else cost[0])['flops'])
+
+
+def test_a_component_switched_off_costs_nothing(test_config):
+  base = _step_flops(test_config)
+  c = test_config.copy_and_resolve_references()
+  c.hpo = hypergrad.default_config()      # every HPO field present, but off
+  assert _step_flops(c) == base           # the very same compiled work
+  c.hpo.enabled = True                    # one more forward/backward at theta_{t+1}
+  assert _step_flops(c) >= 1.8 * base
+  c = test_config.copy_and_resolve_references()
+  c.policy.name = 'learned'               # the augmentation ops appear in the step
+  assert _step_flops(c) > 1.02 * base
+
+
+@pytest.mark.parametrize('variant, strategy, policy, hpo', [
+    ('fixed', 'none', 'none', False), ('randaugment', 'none', 'randaugment', False),
+    ('nas/dsnas', 'dsnas', 'none', False), ('da_hpo', 'none', 'learned', True),
+    ('dha/dsnas', 'dsnas', 'learned', True), ('dha/ista', 'ista', 'learned', True),
+    ('sequential/ista', 'darts_fixed', 'learned', True)])
+def test_variants_switch_the_components(variant, strategy, policy, hpo):
+  c = dha_config(variant)
+  assert (c.nas.strategy, c.policy.name, c.hpo.enabled) == (strategy, policy, hpo)
+
+
+def test_variant_errors_name_the_choices():
+  with pytest.raises(ValueError, match='must be one of'):
+    dha_config('dha_plus')
+  with pytest.raises(ValueError, match='search settings'):
+    dha_config('nas/darts')
+
+
+def test_comparison_table_and_genotype_hand_over():
+  rows = [('fixed', {'test/accuracy': 0.9, 'wall_time_s': 120, 'num_params': 1000}),
+          ('dha', {'test/accuracy': 0.93512, 'wall_time_s': 600, 'num_params': 25000,
+                   'architecture': {'genotype': [0, 3], 'genotype_names': ['a', 'b']}})]
+  md = compare.table(rows).splitlines()
+  assert md[0].startswith('| variant | test top-1 |') and len(md) == 4
+  assert '| dha | 93.51% | 10.0 | 0.025 | a b |' == md[3]
+  assert compare.genotype_flag(rows[1][1]) == '--config.nas.genotype=(0,3,)'
+  cell = {'architecture': {'genotype': {'normal': [['skip_connect', 0]]}}}
+  flag = compare.genotype_flag(cell)
+  assert json.loads(flag.split('=', 1)[1]) == cell['architecture']['genotype']

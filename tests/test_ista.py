@@ -1,0 +1,270 @@
+"""ISTA-NAS: LASSO against sklearn, W and its gradient, the support rule, freezing, the
+parameter budget, sparse == fixed network, and 1 vs 4 devices through the train step."""
+
+import copy
+import dataclasses
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.linear_model import Lasso
+
+from dha_jax import parallel, steps, train
+from dha_jax.layers import conv
+from dha_jax.nas import darts, darts_space as ds, ista
+
+
+def _objective(A, b, x, lam):
+  return 0.5 * np.sum((A @ x - b) ** 2) + lam * np.sum(np.abs(x))
+
+
+@pytest.mark.parametrize('lam,n', [(1e-1, 21), (1e-2, 35), (1e-3, 14), (1e-5, 28)])
+def test_lasso_matches_sklearn(lam, n):
+  rng = np.random.default_rng(n)
+  A, b = rng.standard_normal((7, n)) / np.sqrt(7), rng.standard_normal(7)
+  with jax.enable_x64(True):
+    x = np.asarray(ista.lasso(jnp.asarray(A), jnp.asarray(b), lam, num_iters=200000,
+                              tol=1e-13))
+  ref = Lasso(alpha=lam / 7, fit_intercept=False, tol=1e-14, max_iter=10 ** 6).fit(A, b).coef_
+  f, f_ref = _objective(A, b, x, lam), _objective(A, b, ref, lam)
+  assert f <= f_ref * (1 + 1e-6), (f, f_ref)  # as good as sklearn, to 1e-6 relative
+  # float32 (the strategy's precision) is close too, batched over leading dimensions
+  x32 = np.asarray(ista.lasso(np.stack([A, A]).astype(np.float32),
+                              np.stack([b, b]).astype(np.float32), lam))
+  assert _objective(A, b, x32[1].astype(np.float64), lam) <= f_ref * (1 + 1e-3) + 1e-6
+
+
+def test_lasso_recovers_a_sparse_code_exactly_when_well_posed():
+  rng = np.random.default_rng(0)
+  A = rng.standard_normal((30, 10))
+  x0 = np.zeros(10)
+  x0[[2, 7]] = (1.5, -0.8)
+  with jax.enable_x64(True):
+    x = np.asarray(ista.lasso(A, A @ x0, 1e-8, num_iters=100000, tol=1e-14))
+  np.testing.assert_allclose(x, x0, atol=1e-7)
+
+
+def test_weights_formula_and_gradient_through_A():
+  rng = np.random.default_rng(1)
+  A = ista.measurement_matrices(3)
+  b = rng.standard_normal((2, 4, 7)).astype(np.float32)
+  x = np.asarray(ista.lasso(A, b, 1e-5))
+  support = ista.select_support(x)
+  W = np.asarray(ista.edge_weights(jnp.asarray(b), A, x, support))
+  c = rng.standard_normal(W.shape).astype(np.float32)
+  grad = np.asarray(jax.grad(lambda v: jnp.sum(c * ista.edge_weights(v, A, x, support)))(
+      jnp.asarray(b)))
+  for t in range(2):
+    for i in range(4):
+      A_S, x_S = A[t, i][:, support[t, i]], x[t, i][support[t, i]]
+      direct = b[t, i] @ A_S - (A_S.T @ A_S - np.eye(2)) @ x_S
+      np.testing.assert_allclose(W[t, i], direct, rtol=1e-5, atol=1e-6)
+      np.testing.assert_allclose(grad[t, i], A_S @ c[t, i], rtol=1e-5, atol=1e-6)
+  # with b = A x exactly and x supported on S, W is x_S
+  x2 = np.zeros_like(x)
+  np.put_along_axis(x2, support, rng.standard_normal(support.shape), -1)
+  b2 = np.einsum('tnmk,tnk->tnm', A, x2)
+  W2 = ista.edge_weights(jnp.asarray(b2), A, x2, support)
+  np.testing.assert_allclose(W2, np.take_along_axis(x2, support, -1), atol=1e-5)
+
+
+def test_support_rule_distinct_edges_every_op_reachable():
+  x = np.zeros((2, 4, 35), np.float32)
+  x[0, 0, [0, 3]] = (5.0, 4.0)          # both strongest on input 0: second goes to input 1
+  x[0, 0, 7 + 6] = 1.0                  # dil_conv_5x5 on input 1
+  x[0, 3, 4 * 7 + 6] = -9.0             # node 3, input 4, dil_conv_5x5 (negative counts)
+  x[0, 3, 2 * 7 + 2] = 3.0
+  s = ista.select_support(x)
+  assert tuple(s[0, 0]) == (0, 13)
+  assert tuple(s[0, 3]) == (16, 34)
+  g = ds.Genotype.from_edges(*ista.edges_of(s))
+  assert g.normal[0:2] == (('max_pool_3x3', 0), ('dil_conv_5x5', 1))
+  assert ('dil_conv_5x5', 4) in g.normal[6:8]
+  rand = ista.select_support(np.random.default_rng(0).standard_normal((2, 4, 35)))
+  for t in range(2):
+    for i in range(4):
+      j = rand[t, i] // 7
+      assert j[0] != j[1] and j.max() < i + 2
+
+
+# ---------------------------------------------------------------- strategy level
+
+
+def _config(test_config, **nas):
+  n = ista.default_config()
+  n.channels, n.layers = 4, 3
+  n.update(nas)
+  test_config.nas = n
+  test_config.batch_size = 16
+  test_config.conv_impl = 'xla'  # compiles fastest; the maths does not depend on it
+  return test_config
+
+
+@pytest.fixture(scope='module')
+def small():
+  """One initialised tiny ISTA strategy (init traces the supernet: seconds)."""
+  from configs import test  # pylint: disable=g-import-not-at-top
+  c = _config(test.get_config(), freeze_threshold=1e-4)
+  s = ista.ISTA(c, 10)
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)))
+  return c, s, net, bs, arch, ns
+
+
+class _State:
+  """The fields of TrainState that end_of_epoch reads and writes."""
+
+  def __init__(self, params, nas_state, batch_stats=None):
+    self.params, self.nas_state, self.batch_stats = params, nas_state, batch_stats
+
+  def replace(self, **kw):
+    return _State(kw.get('params', self.params), kw.get('nas_state', self.nas_state),
+                  self.batch_stats)
+
+
+def test_mask_update_and_freezing(small):
+  _, s, net, _, arch, ns = small
+  state = _State({'net': net, 'arch': arch}, ns)
+  # b unchanged since the last recovery: x does not move, but epoch 1 never freezes
+  after1 = s.end_of_epoch(state, 1)
+  assert not np.any(after1.nas_state['frozen'])
+  assert bool(s.searching(after1.nas_state))
+  after2 = s.end_of_epoch(after1, 2)
+  assert np.all(after2.nas_state['frozen']) and not bool(s.searching(after2.nas_state))
+  # a moved code is not frozen; frozen ones stay exactly where they were
+  frozen = np.zeros((2, 4), bool)
+  frozen[0, 1] = frozen[1, 3] = True
+  ns2 = dict(ns, frozen=jnp.asarray(frozen))
+  moved = {'b': arch['b'] + 0.5}
+  kept = s.mask_update(arch, moved, ns2)['b']
+  np.testing.assert_array_equal(kept[frozen], arch['b'][frozen])
+  np.testing.assert_array_equal(kept[~frozen], moved['b'][~frozen])
+  after = s.end_of_epoch(_State({'net': net, 'arch': moved}, ns2), 3)
+  np.testing.assert_array_equal(after.nas_state['frozen'], frozen)  # x moved: no new freeze
+  np.testing.assert_array_equal(np.asarray(after.nas_state['x'])[frozen],
+                                np.asarray(ns['x'])[frozen])
+  np.testing.assert_array_equal(np.asarray(after.nas_state['support'])[frozen],
+                                np.asarray(ns['support'])[frozen])
+  assert int(after.nas_state['epoch']) == 3
+
+
+def test_budget_rejects_a_larger_support(small, monkeypatch):
+  c, s, net, _, arch, ns = small
+  # make every node prefer a big op (dil_conv_5x5 on inputs 0 and 1) after recovery
+  x_big = np.zeros((2, 4, 35), np.float32)
+  x_big[:, :, [6, 13]] = (1.0, 0.9)
+  b_big = np.einsum('tnmk,tnk->tnm', np.asarray(ns['A']), x_big)
+  candidate = ista.select_support(s.recover(b_big, ns['A']))
+  size, old_size = s.params_of(candidate), s.params_of(np.asarray(ns['support']))
+  assert size > old_size
+  state = _State({'net': net, 'arch': {'b': jnp.asarray(b_big)}}, ns)
+  monkeypatch.setitem(s.cfg, 'budget_mparams', (size - 1) / 1e6)
+  out = s.end_of_epoch(state, 1)
+  np.testing.assert_array_equal(out.nas_state['support'], ns['support'])
+  assert int(out.nas_state['rejected']) == 1
+  monkeypatch.setitem(s.cfg, 'budget_mparams', size / 1e6)
+  out = s.end_of_epoch(state, 1)
+  np.testing.assert_array_equal(out.nas_state['support'], candidate)
+  assert int(out.nas_state['rejected']) == 0
+
+
+def test_sparse_network_equals_the_fixed_genotype_network(small):
+  with conv.use_impl('xla'):
+    _sparse_equals_fixed(*small)
+
+
+def _sparse_equals_fixed(c, s, net, bs, arch, ns):
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
+  sparse = s.specialize(s.static_key(jax.device_get(ns)))
+  g = s.genotype_of(arch, ns)
+  c.nas = darts.fixed_config()
+  c.nas.update(channels=4, layers=3, genotype=json.dumps(g.to_json()))
+  fixed = darts.DartsFixed(c, 10)
+  module = ds.child_net(fixed.spec, 10, g)
+  tmpl = jax.eval_shape(lambda v: module.init(jax.random.PRNGKey(0), v), x)
+  sub = {k: ds.restrict(v, tmpl[k]) for k, v in (('params', net), ('batch_stats', bs))}
+  y_sparse = jax.jit(lambda *a: sparse.apply(*a, None, False)[0])(net, bs, arch, ns, x)
+  y_fixed = jax.jit(lambda p, b, v: fixed.apply(p, b, {}, {}, v, None, False)[0])(
+      sub['params'], sub['batch_stats'], x)
+  np.testing.assert_allclose(y_sparse, y_fixed, rtol=1e-5, atol=1e-6)
+  assert float(jnp.abs(y_sparse).max()) > 1e-3
+  # the exported child: the same outputs from the same (restricted) variables
+  s.image_shape = (8, 8, 1)
+  child, variables, gj = s.child(_State({'net': net, 'arch': arch}, ns, bs))
+  y_child = jax.jit(lambda v, u: child.apply(v, u, train=False))(variables, x)
+  np.testing.assert_allclose(y_child, y_sparse, rtol=1e-5, atol=1e-6)
+  assert ds.Genotype.from_json(gj) == g and s.child_module(gj) == child
+
+
+# --------------------------------------------------------------- the train step
+
+
+def _run(config, devices, n_steps=2):
+  mesh = parallel.make_mesh(devices)
+  data, comps, init, _, _ = train.setup(config, mesh)
+  init = jax.device_get(init)  # the step donates its input state
+  state = parallel.replicate(init, mesh)
+  strategy = comps.strategy.specialize(comps.strategy.static_key(jax.device_get(
+      state.nas_state)))
+  comps.strategy = strategy
+  train_step, _ = steps.compile_steps(comps, mesh)
+  it = data.train_iterator('train', config.batch_size, config.seed)
+  losses = []
+  for _ in range(n_steps):
+    state, m = train_step(state, parallel.shard_batch(next(it), mesh))
+    losses.append(float(m['train/loss']))
+  return jax.device_get(state), losses, init
+
+
+def test_gradients_one_and_four_devices_agree(small):
+  """The specialised network's loss and gradients (theta and b, pmean'd, synchronised
+  BN) are the same on 1 and 4 devices: what the train step averages."""
+  c, s, net, bs, arch, ns = small
+  sparse = copy.copy(s.specialize(s.static_key(jax.device_get(ns))))
+  sparse.spec = dataclasses.replace(s.spec, auxiliary=False)  # compiles 1.5x faster
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((8, 8, 8, 1)).astype(np.float32)
+  y = rng.integers(0, 10, 8)
+  R, S = parallel.REPLICATED, parallel.SHARDED
+  # the sparse network reads only its ops' variables: restrict to them (fewer leaves)
+  module = ds.child_net(s.spec, 10, s.genotype_of(arch, ns))
+  tmpl = jax.eval_shape(lambda v: module.init(jax.random.PRNGKey(0), v), x)
+  net, bs = ds.restrict(net, tmpl['params']), ds.restrict(bs, tmpl['batch_stats'])
+
+  def grads(params, images, labels):
+    def loss(p):
+      logits, new_bs, aux = sparse.apply(p['net'], bs, p['arch'], ns, images,
+                                         jax.random.PRNGKey(0), True)
+      ce = steps.cross_entropy(logits, labels)
+      assert not aux
+      return jnp.mean(ce), new_bs
+    (value, new_bs), g = jax.value_and_grad(loss, has_aux=True)(params)
+    return parallel.pmean((value, g, new_bs))
+
+  out = []
+  with conv.use_impl('xla'):
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = parallel.make_mesh(devices)
+      f = parallel.data_parallel(grads, mesh, (R, S, S), R)
+      out.append(jax.device_get(f({'net': net, 'arch': arch}, x, y)))
+  (v1, g1, bs1), (v4, g4, bs4) = out
+  np.testing.assert_allclose(v1, v4, rtol=1e-5)
+  chex.assert_trees_all_close(g1, g4, atol=1e-5, rtol=1e-4)
+  chex.assert_trees_all_close(bs1, bs4, atol=1e-5, rtol=1e-4)
+  assert float(np.abs(g1['arch']['b']).max()) > 1e-6  # b gets a gradient through A_S
+
+
+@pytest.mark.skipif(not os.environ.get('DHA_SLOW_TESTS'),
+                    reason='end-to-end train step: ~3 min on 2 cores; DHA_SLOW_TESTS=1')
+def test_train_step_one_and_four_devices_agree(test_config):
+  """Through train.setup / steps.compile_steps (with the aux_weight hook of steps.py)."""
+  config = _config(test_config)
+  s1, l1, init = _run(config, jax.devices()[:1])
+  s4, l4, _ = _run(config, jax.devices())
+  np.testing.assert_allclose(l1, l4, rtol=1e-5)
+  chex.assert_trees_all_close(s1.params, s4.params, atol=2e-5, rtol=1e-4)
+  chex.assert_trees_all_close(s1.batch_stats, s4.batch_stats, atol=2e-5, rtol=1e-4)
+  assert float(np.abs(s1.params['arch']['b'] - init.params['arch']['b']).max()) > 1e-5
