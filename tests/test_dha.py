@@ -46,7 +46,16 @@ def test_full_dha_moves_every_component_and_exports(num_devices, tmp_path):
     assert max(jax.tree_util.tree_leaves(moved)) > 1e-4, group
   for k in ('lr', 'weight_decay'):
     assert abs(float(final['hparams'][k]) - float(init.hparams[k])) > 1e-4, k
-  assert result['search_end_step'] is not None  # the search ended, tuning went on
+  # the search ended at search_epochs (every layer fixed) and tuning went on
+  steps_per_epoch = result['steps'] // config.num_epochs
+  assert result['search_end_step'] == config.nas.search_epochs * steps_per_epoch
+  arch = result['architecture']
+  assert all(arch['fixed']) and len(arch['genotype_names']) == len(arch['genotype'])
+  assert result['num_params'] == arch['params']  # the child's own parameter count
+  with open(os.path.join(tmp_path, 'metrics.jsonl')) as f:
+    rows = [json.loads(l) for l in f]
+  assert {r.get('phase') for r in rows} >= {'search', 'tune'}
+  assert any('nas/fixed_layers' in r for r in rows)
   for key in ('policy', 'architecture', 'hparams', 'images_processed', 'wall_time_s'):
     assert key in result, key
   # the exported model alone reproduces the reported accuracy

@@ -276,31 +276,3 @@ def test_one_compilation_across_warm_up_fixing_and_the_end_of_search():
   assert not bool(comps.strategy.searching(state.nas_state))
   assert list(cache.steps) == [None]
   assert cache.steps[None][0]._cache_size() == 1  # pylint: disable=protected-access
-
-
-@pytest.fixture(scope='module')
-def dsnas_run(tmp_path_factory):
-  """A run across the end of the search (fixed at epoch 2 of 4)."""
-  config = tiny_config()
-  config.num_epochs, config.nas.search_epochs, config.eval_every_epochs = 4, 2, 0
-  workdir = str(tmp_path_factory.mktemp('dsnas'))
-  return config, workdir, train.train_and_evaluate(config, workdir)
-
-
-def test_search_run_outputs_a_derived_child(dsnas_run):
-  import json  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  from dha_jax import export  # pylint: disable=g-import-not-at-top
-  config, workdir, result = dsnas_run
-  arch = result['architecture']
-  L = len(arch['genotype'])
-  assert len(arch['genotype_names']) == L and all(arch['fixed'])
-  assert result['search_end_step'] == 2 * (result['steps'] // config.num_epochs)
-  assert result['num_params'] == arch['params']  # the child's own parameter count
-  assert os.path.exists(os.path.join(workdir, 'arch.png'))
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    rows = [json.loads(l) for l in f]
-  assert {r.get('phase') for r in rows} >= {'search', 'tune'}
-  assert any('nas/fixed_layers' in r for r in rows)
-  model = export.load_model(os.path.join(workdir, 'model'))
-  assert model.genotype == arch['genotype']
