@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dha_jax import parallel, preprocess
+from dha_jax import parallel, preprocess, sparse_update
 
 
 def sample_keys(step_key, batch_size):
@@ -35,6 +35,13 @@ class Components:
     self.txs, self.lr_factor = txs, lr_factor
     self.aux_weight = float(getattr(strategy, 'aux_weight', 0.0))
     self.arch_objective = getattr(strategy, 'arch_objective', 'train')
+
+  def inactive_net(self, net_params):
+    """Weights the strategy's network does not use this step (static; none by default)."""
+    active = getattr(self.strategy, 'active_net', None)
+    if active is None:
+      return frozenset()
+    return sparse_update.inactive_paths(net_params, active(net_params))
 
   def with_strategy(self, strategy):
     """The same components around another (e.g. support-specialised) strategy."""
@@ -78,8 +85,12 @@ def make_train_step(c: Components):
                                       x, arch_key, train=True)
       return jnp.mean(cross_entropy(logits, batch['arch_label'], cfg.label_smoothing))
 
+    # Weights the network does not use get no gradient at all (not even zeros).
+    inactive = c.inactive_net(state.params['net'])
+
     def loss_fn(params):
-      logits, new_bs, aux = c.strategy.apply(params['net'], state.batch_stats,
+      net = sparse_update.restore(params['net'], state.params['net'], inactive)
+      logits, new_bs, aux = c.strategy.apply(net, state.batch_stats,
                                              params['arch'], state.nas_state, images,
                                              arch_key, train=True)
       losses = cross_entropy(logits, labels, cfg.label_smoothing)
@@ -92,7 +103,8 @@ def make_train_step(c: Components):
       acc = jnp.mean(jnp.argmax(logits, -1) == labels)
       return total, (loss, acc, new_bs, aux)
 
-    grads, (loss, acc, new_bs, aux) = jax.grad(loss_fn, has_aux=True)(state.params)
+    grads, (loss, acc, new_bs, aux) = jax.grad(loss_fn, has_aux=True)(
+        dict(state.params, net=sparse_update.prune(state.params['net'], inactive)))
     if 'arch_image' in batch:  # bi-level strategies (first-order DARTS): alpha on val
       grads['arch'] = jax.grad(lambda a: val_loss(state.params['net'], a))(
           state.params['arch'])
@@ -105,11 +117,13 @@ def make_train_step(c: Components):
                                       state.nas_state, x, arch_key, train=True)
       return jnp.mean(cross_entropy(logits, batch['hpo_label'], cfg.label_smoothing))
 
-    # theta update with eta (and, when eta is learned, its hypergradient and update).
+    # theta update with eta (and, when eta is learned, its hypergradient and update), on
+    # the weights this step's network uses (all of them unless the strategy says).
     new_params, new_opt = {}, dict(state.opt_state)
     (new_params['net'], new_opt['net'], new_hparams, new_opt['hparams'],
-     hp_metrics) = c.hpo.apply_update(
-         tx=c.txs['net'], opt_state=state.opt_state['net'], params=state.params['net'],
+     hp_metrics) = sparse_update.apply_update(
+         c.hpo, inactive, tx=c.txs['net'],
+         opt_state=state.opt_state['net'], params=state.params['net'],
          grads=grads['net'], hparams=state.hparams, hp_opt_state=state.opt_state['hparams'],
          eta_fn=lambda hp: c.eta(state.step, hp),
          hpo_loss=hpo_loss if 'hpo_image' in batch else None)

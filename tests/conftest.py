@@ -19,3 +19,13 @@ jax.config.update('jax_platforms', 'cpu')
 def test_config():
   from configs import test  # pylint: disable=g-import-not-at-top
   return test.get_config()
+
+
+@pytest.fixture(autouse=True)
+def _restore_conv_default():
+  """train.setup sets the process-wide conv formulation from config.conv_impl (one run
+  per process in real use); tests share a process, so each gets the default back."""
+  from dha_jax.layers import conv  # pylint: disable=g-import-not-at-top
+  old = conv.get_default_impl()
+  yield
+  conv.set_default_impl(old)

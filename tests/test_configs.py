@@ -38,8 +38,12 @@ def _one_step(config):
   mesh = parallel.make_mesh(jax.devices()[:1])
   ds, comps, state, _, _ = train.setup(config, mesh)
   state = parallel.replicate(state, mesh)
-  train_step, _ = steps.compile_steps(comps, mesh)
+  train_step, _ = train.StepCache(comps, mesh)(state)  # specialised as the loop does
   batch = next(ds.train_iterator('train', config.batch_size, config.seed))
+  if comps.hpo.objective in ('val', 'train'):  # the eta hypergradient's batch (train.py)
+    split = 'val' if comps.hpo.objective == 'val' else 'train'
+    extra = next(ds.train_iterator(split, config.batch_size, config.seed + 1))
+    batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
   state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
   assert np.isfinite(float(metrics['train/loss']))
   assert int(state.step) == 1
@@ -60,3 +64,93 @@ def test_dataset_config_runs_a_step_on_mock_data(name):
   with tfds.testing.mock_data(num_examples=40):
     ds = _one_step(config)
   assert ds.num_classes == {'cifar10': 10, 'cifar100': 100, 'imagenet': 1000}[name]
+
+
+def _reduced_imagenet(config):
+  """32 px instead of 224 (same streaming pipeline and network, smaller maps)."""
+  config.batch_size, config.eval_batch_size = 8, 8
+  config.dataset.load_size, config.preprocess.image_size = 40, 32
+  config.dataset.train_size, config.dataset.val_size = 40, 8
+  config.conv_impl = 'xla'  # compile-bound test; the CPU formulations: test_conv.py
+  return config
+
+
+def test_imagenet_dsnas_selects_the_full_shufflenet_space_and_runs_a_step():
+  """configs/imagenet.py:nas/dsnas: the SPOS space (20 choice layers, 4 choices), one
+  step on mock data at 32 px."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module('configs.imagenet').get_config('nas/dsnas')
+  assert config.nas.strategy == 'dsnas' and config.nas.space == 'shufflenet'
+  assert config.nas.budget == 330e6 and config.num_epochs == 240
+  with tfds.testing.mock_data(num_examples=40):
+    ds = _one_step(_reduced_imagenet(config))
+  assert ds.num_classes == 1000
+  with pytest.raises(ValueError, match="variant must be one of"):
+    importlib.import_module('configs.imagenet').get_config('dartz')
+  with pytest.raises(ValueError, match=r"search settings for \['darts', 'dsnas', 'ista'\]"):
+    importlib.import_module('configs.imagenet').get_config('nas/dartz')
+
+
+@pytest.mark.parametrize('name,variant', [('cifar10', 'dha'), ('cifar100', 'nas'),
+                                          ('imagenet', 'dha/ista')])
+def test_dataset_config_selects_the_ista_cell_space_and_runs_a_step(name, variant):
+  """The DHA system on the DARTS cells from each paper config: ISTA (CIFAR's 20 cells,
+  C = 36; ImageNet's stem), one specialised step on mock data with fewer cells and
+  channels (and 32 px for ImageNet); 'dha' also learns tau and eta in that step."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{name}').get_config(variant)
+  n = config.nas
+  assert n.strategy == 'ista'
+  expected = (('imagenet', 48, 14) if name == 'imagenet' else ('cifar', 36, 20))
+  assert (n.stem, n.channels, n.layers) == expected
+  assert (config.policy.name == 'learned') == variant.startswith('dha')
+  assert bool(config.hpo.get('enabled')) == variant.startswith('dha')
+  n.channels, n.layers = 4, 3
+  if name == 'imagenet':
+    config = _reduced_imagenet(config)
+  else:
+    config.batch_size, config.eval_batch_size, config.dataset.val_size = 8, 8, 8
+    config.conv_impl = 'xla'
+  with tfds.testing.mock_data(num_examples=40):
+    ds = _one_step(config)
+  assert ds.num_classes == {'cifar10': 10, 'cifar100': 100, 'imagenet': 1000}[name]
+
+
+def _image_folder(root, classes=3, per_class=(6, 2)):
+  """train/ and test/ with JPEGs of assorted sizes (the folder source resizes them)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for split, n in zip(('train', 'test'), per_class):
+    for k in range(classes):
+      d = os.path.join(root, split, f'class_{k}')
+      os.makedirs(d)
+      for i in range(n):
+        h, w = rng.integers(36, 60, 2)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(
+            os.path.join(d, f'{i}.jpg'))
+
+
+@pytest.mark.parametrize('name,variant', [('sport8', ''), ('mit67', 'randaugment'),
+                                          ('flowers102', '')])
+def test_transfer_config_runs_a_step(name, variant, tmp_path):
+  """The DHA paper's other datasets: Sport8 / MIT67 from an image folder (3 classes of
+  random JPEGs here), Flowers-102 from TFDS mock data; 32 px, tiny networks. (The cell
+  space's step on the ImageNet stem: the imagenet ISTA test above.)"""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{name}').get_config(variant)
+  config.batch_size, config.eval_batch_size = 4, 4
+  config.dataset.load_size, config.preprocess.image_size = 40, 32
+  config.dataset.val_size = 3
+  config.model.stage_sizes, config.model.width = (1, 1), 8
+  config.conv_impl = 'xla'
+  assert (config.policy.name == 'randaugment') == (variant == 'randaugment')
+  assert importlib.import_module(f'configs.{name}').get_config('dha').nas.stem == 'imagenet'
+  if name == 'flowers102':
+    with tfds.testing.mock_data(num_examples=20):
+      ds = _one_step(config)
+    assert ds.num_classes == 102
+  else:
+    _image_folder(str(tmp_path))
+    config.dataset.data_dir = str(tmp_path)
+    ds = _one_step(config)
+    assert ds.num_classes == 3

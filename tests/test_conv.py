@@ -13,6 +13,10 @@ from jax import lax
 from dha_jax.layers import conv
 
 TOL = dict(rtol=1e-5, atol=1e-5)  # float32, outputs and grads are O(1)
+# The equality tests run in float64: a float32 kernel gradient sums ~n*h*w terms of size
+# O(10), so two correct summation orders already differ by ~1e-5 (and which order XLA picks
+# depends on the host CPU); in float64 a wrong formulation still differs by O(1).
+TOL64 = dict(rtol=1e-10, atol=1e-10)
 
 
 @pytest.fixture
@@ -21,9 +25,9 @@ def small_chunks(monkeypatch):
   monkeypatch.setattr(conv, '_chunked', functools.partial(conv._chunked, chunk=2))
 
 
-def _rand(seed, shape, scale=1.):
+def _rand(seed, shape, scale=1., dtype=jnp.float32):
   """numpy, not jax.random: every new shape would cost a PRNG compile."""
-  return jnp.asarray(scale * np.random.RandomState(seed).randn(*shape), jnp.float32)
+  return jnp.asarray(scale * np.random.RandomState(seed).randn(*shape), dtype)
 
 
 def _run(fn, *args):
@@ -43,7 +47,7 @@ def _lax_conv(x, w, strides, padding, dilation, groups):
 
 def _value_and_grads(fn, x, w):
   """(y, d<y, r>/dx, d<y, r>/dw) for a fixed random r: a random linear functional."""
-  r = _rand(9, jax.eval_shape(fn, x, w).shape)
+  r = _rand(9, jax.eval_shape(fn, x, w).shape, dtype=x.dtype)
   y, vjp = jax.vjp(fn, x, w)
   return (y,) + vjp(r)
 
@@ -78,15 +82,18 @@ def _impls(cases):
 def test_conv_matches_lax(impl, k, s, d, padding, groups, cin, cout):
   groups = cin if groups == -1 else groups
   n, hw = 5, (9, 10)  # odd size: stride-2 SAME pads asymmetrically
-  x = _rand(0, (n,) + hw + (cin,))
-  w = _rand(1, (k, k, cin // groups, cout), (k * k * cin / groups) ** -.5)
-  args = (s, padding, d, groups)
-  got, want = _run(lambda x, w: (  # one compile per test
-      _value_and_grads(lambda a, b: conv.conv2d(a, b, *args, impl=impl), x, w),
-      _value_and_grads(lambda a, b: _lax_conv(a, b, *args), x, w)), x, w)
+  with jax.enable_x64(True):
+    x = _rand(0, (n,) + hw + (cin,), dtype=jnp.float64)
+    w = _rand(1, (k, k, cin // groups, cout), (k * k * cin / groups) ** -.5, jnp.float64)
+    args = (s, padding, d, groups)
+    got, want = _run(lambda x, w: (  # one compile per test
+        _value_and_grads(lambda a, b: conv.conv2d(a, b, *args, impl=impl), x, w),
+        _value_and_grads(lambda a, b: _lax_conv(a, b, *args), x, w)), x, w)
   chex.assert_trees_all_equal_shapes(got, want)
   chex.assert_shape(got[0], (n, None, None, cout))
-  chex.assert_trees_all_close(got, want, **TOL)
+  chex.assert_trees_all_equal_dtypes(got, want)
+  assert got[0].dtype == jnp.float64
+  chex.assert_trees_all_close(got, want, **TOL64)
 
 
 CHUNKED = [('im2col', 3, 1, 1, 'SAME', 1, 3, 5), ('mixed', 3, 2, 2, 'SAME', 1, 3, 5),

@@ -176,6 +176,27 @@ def test_sparse_network_equals_the_fixed_genotype_network(small):
     _sparse_equals_fixed(*small)
 
 
+def test_active_net_is_exactly_the_derived_networks_weights(small):
+  """The sparse theta update (sparse_update.py) steps the leaves the support's network
+  has: those of the genotype's child network (built independently) plus the auxiliary
+  head; every other op's weights are inactive. Unspecialised (masked): all active."""
+  _, s, net, _, arch, ns = small
+  sparse = s.specialize(s.static_key(jax.device_get(ns)))
+  s.image_shape = sparse.image_shape = (8, 8, 1)
+  flags = jax.tree_util.tree_flatten_with_path(sparse.active_net(net))[0]
+  active = {jax.tree_util.keystr(p) for p, f in flags if f}
+  module = ds.child_net(s.spec, 10, s.genotype_of(arch, ns))
+  tmpl = jax.eval_shape(lambda v: module.init(jax.random.PRNGKey(0), v),
+                        jnp.zeros((1, 8, 8, 1)))
+  child = {jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_flatten_with_path(ds.restrict(net, tmpl['params']))[0]}
+  aux = {jax.tree_util.keystr(p) for p, _ in
+         jax.tree_util.tree_flatten_with_path(net.get('aux_head', {}))[0]}
+  assert active - {"['aux_head']" + a for a in aux} == child
+  assert len(flags) - len(active) > len(child)  # most op weights are off the support
+  assert all(jax.tree_util.tree_leaves(s.active_net(net)))
+
+
 def _sparse_equals_fixed(c, s, net, bs, arch, ns):
   x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
   sparse = s.specialize(s.static_key(jax.device_get(ns)))

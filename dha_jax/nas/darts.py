@@ -35,7 +35,8 @@ def settings(nas_config, defaults, name):
 
 
 class CellStrategy:
-  """Common part of the cell-space strategies (see dha_jax/nas/__init__.py)."""
+  """Common part of the cell-space strategies (see dha_jax/nas/__init__.py); each
+  subclass supplies init, apply, optimizer, searching, mask_update, genotype_of, metrics."""
   arch_objective = 'train'
   space_name = 'darts'
 
@@ -91,9 +92,6 @@ class CellStrategy:
     return self
 
   # ----------------------------------------------------------- the derived network
-
-  def genotype_of(self, arch, nas_state) -> ds.Genotype:
-    raise NotImplementedError
 
   def num_child_params(self, genotype):
     if self.image_shape is None:

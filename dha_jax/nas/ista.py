@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from dha_jax import optim
+from dha_jax.layers import conv
 from dha_jax.nas import darts_space as ds
 from dha_jax.nas.darts import CellStrategy
 
@@ -198,6 +199,28 @@ class ISTA(CellStrategy):
       weights = tuple(tuple(jnp.zeros(valid_columns(i), W.dtype).at[support[t, i]].set(
           W[t, i]) for i in range(ds.NUM_NODES)) for t in range(2))
     return self.run(module, net, batch_stats, images, weights, rate, rng, train)
+
+  def active_net(self, net_params):
+    """Specialised to a support: theta's leaves that its network has (every leaf but the
+    unselected ops' weights), so the step updates only those (sparse_update.py)."""
+    if self.support is None:
+      return jax.tree_util.tree_map(lambda _: True, net_params)
+    if getattr(self, '_used', (None,))[0] != self.support:
+      normal, reduce = edges_of(self.support)
+      net = ds.DartsNet(self.spec, self.num_classes, normal, reduce)
+      dummy = jax.ShapeDtypeStruct((1,) + self.image_shape, jnp.float32)
+      with conv.use_impl('xla'):
+        shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
+                                                   with_aux=True), dummy)
+      self._used = (self.support, shapes['params'])
+
+    def mirror(tree, used):
+      if not isinstance(tree, dict):
+        return used is not None
+      return {k: mirror(v, used.get(k) if used is not None else None)
+              for k, v in tree.items()}
+
+    return mirror(net_params, self._used[1])
 
   def optimizer(self):
     return optim.group_optimizer(self.cfg.optimizer)
