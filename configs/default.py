@@ -57,7 +57,9 @@ def get_config():
   c.eval_batch_size = 256
   c.num_epochs = 10
   c.num_steps = 0          # > 0 overrides num_epochs
-  c.time_budget_s = 0.0    # > 0: stop training after this many seconds (since this start)
+  c.time_budget_s = 0.0    # > 0: stop training after this many seconds (summed over resumes)
+  c.time_budget_clock = 'wall'  # 'wall' | 'process' (CPU seconds of this process, all its
+  #                               threads: a fair budget when other jobs share the machine)
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'sgd'           # 'sgd' (momentum) | 'nesterov' | 'adam' | 'adamw'
   o.momentum = 0.9

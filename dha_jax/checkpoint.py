@@ -15,8 +15,8 @@ import orbax.checkpoint as ocp
 # of the steps already taken): logging, checkpoint cadence, the length of the run, where
 # the data lives.
 MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', 'progress',
-              'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'dataset.data_dir',
-              'recalibration_batches')
+              'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'time_budget_clock',
+              'dataset.data_dir', 'recalibration_batches')
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -71,6 +71,33 @@ class Checkpointer:
   def latest_step(self):
     return self.manager.latest_step()
 
+  # Training time spent up to each saved step, so a time budget spans restarts: a resumed
+  # run continues the clock of the checkpoint it restores instead of starting a new one.
+  def _clock_path(self):
+    return os.path.join(self.dir, 'train_time.json')
+
+  def elapsed_at(self, step) -> float:
+    """Training seconds (of config.time_budget_clock) spent before `step` was saved."""
+    try:
+      with open(self._clock_path()) as f:
+        return float(json.load(f).get(str(step), 0.0))
+    except (OSError, ValueError):
+      return 0.0
+
+  def _record_elapsed(self, step, elapsed_s):
+    if jax.process_index() != 0:
+      return
+    try:
+      with open(self._clock_path()) as f:
+        table = json.load(f)
+    except (OSError, ValueError):
+      table = {}
+    table[str(step)] = float(elapsed_s)
+    tmp = self._clock_path() + '.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(table, f)
+    os.replace(tmp, self._clock_path())
+
   def restore(self, state):
     """Returns (state, restored?) — the latest checkpoint laid out like `state`."""
     step = self.manager.latest_step()
@@ -88,8 +115,10 @@ class Checkpointer:
   def should_save(self, step):
     return self.every > 0 and step % self.every == 0
 
-  def save(self, state, step, force=False):
+  def save(self, state, step, force=False, elapsed_s=None):
     self.manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    if elapsed_s is not None:
+      self._record_elapsed(step, elapsed_s)
 
   def wait(self):
     self.manager.wait_until_finished()

@@ -7,8 +7,9 @@
 Each variant (dha_jax/experiments.py) runs as `python -m dha_jax.main` in
 <workdir>/<variant>; 'sequential' runs the NAS-alone search first (<workdir>/sequential_search)
 and then trains the derived genotype from scratch with DA+HPO, the budget split between the
-two halves. With --budget_minutes every variant gets the same training wall-clock budget
-(config.time_budget_s). A finished variant is not run again (its result.json is read), an
+two halves. With --budget_minutes every variant gets the same training time budget
+(config.time_budget_s; --budget_clock=process counts CPU seconds instead of wall seconds,
+for a machine that other jobs share). A finished variant is not run again (its result.json is read), an
 interrupted one resumes. <workdir>/comparison.md and comparison.json hold the table.
 """
 
@@ -26,7 +27,10 @@ flags.DEFINE_string('config', None, 'A dataset config file that takes a variant 
 flags.DEFINE_string('workdir', None, 'Folder for the runs and the table.')
 flags.DEFINE_list('variants', list(experiments.VARIANTS), 'Which variants, in order.')
 flags.DEFINE_string('search', '', "Strategy of the searched variants ('' = the config's).")
-flags.DEFINE_float('budget_minutes', 0.0, 'Equal training wall-clock budget per variant.')
+flags.DEFINE_float('budget_minutes', 0.0, 'Equal training time budget per variant.')
+flags.DEFINE_enum('budget_clock', 'wall', ['wall', 'process'],
+                  "What the budget counts: 'wall' seconds, or 'process' CPU seconds of the "
+                  'run (fair when other jobs share the machine).')
 flags.DEFINE_multi_string('override', [], 'Extra --config.field=value for every run.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -38,7 +42,8 @@ def _run(variant_arg, workdir, budget_s, extra=()):
     cmd = [sys.executable, '-m', 'dha_jax.main', f'--config={FLAGS.config}:{variant_arg}',
            f'--workdir={workdir}', *FLAGS.override, *extra]
     if budget_s:
-      cmd.append(f'--config.time_budget_s={budget_s}')
+      cmd += [f'--config.time_budget_s={budget_s}',
+              f'--config.time_budget_clock={FLAGS.budget_clock}']
     print('$ ' + ' '.join(cmd), flush=True)
     done = subprocess.run(cmd, check=False)
     if done.returncode or not os.path.exists(path):
@@ -74,7 +79,7 @@ def table(rows):
   """Markdown: variant, test accuracy (top-5 where present), wall time, model size."""
   top5 = any('test/top5' in r for _, r in rows)
   head = '| variant | test top-1 |' + (' test top-5 |' if top5 else '') + \
-      ' wall time (min) | parameters (M) | genotype |'
+      ' wall time (min) | steps | parameters (M) | genotype |'
   lines = [head, '|' + '---|' * (head.count('|') - 1)]
   for name, r in rows:
     g = r.get('architecture', {}).get('genotype_str') or r.get('architecture', {}).get(
@@ -83,7 +88,8 @@ def table(rows):
     cells = [name, f"{100 * r['test/accuracy']:.2f}%"]
     if top5:
       cells.append(f"{100 * r['test/top5']:.2f}%" if 'test/top5' in r else '')
-    cells += [f"{r['wall_time_s'] / 60:.1f}", f"{r['num_params'] / 1e6:.3f}", g]
+    cells += [f"{r['wall_time_s'] / 60:.1f}", str(r.get('steps', '')),
+              f"{r['num_params'] / 1e6:.3f}", g]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
 
@@ -99,7 +105,8 @@ def main(argv):
   rows = [(v, run_variant(v, budget_s)) for v in FLAGS.variants]
   md = table(rows)
   with open(os.path.join(FLAGS.workdir, 'comparison.md'), 'w') as f:
-    f.write(f'{FLAGS.config}, budget {FLAGS.budget_minutes:g} min per variant\n\n' + md)
+    f.write(f'{FLAGS.config}, budget {FLAGS.budget_minutes:g} min ({FLAGS.budget_clock}) '
+            'per variant\n\n' + md)
   with open(os.path.join(FLAGS.workdir, 'comparison.json'), 'w') as f:
     json.dump(dict(rows), f, indent=2)
   print(md)

@@ -22,6 +22,29 @@ class NonFiniteLoss(FloatingPointError):
   pass
 
 
+class TrainClock:
+  """Training time against config.time_budget_s, continued across resumes ('wall' seconds,
+  or 'process': CPU seconds of this process, fair when other jobs share the machine)."""
+
+  CLOCKS = {'wall': time.time, 'process': time.process_time}
+
+  def __init__(self, config):
+    if config.time_budget_clock not in self.CLOCKS:
+      raise ValueError(f'config.time_budget_clock={config.time_budget_clock!r}: use '
+                       f"{' or '.join(map(repr, self.CLOCKS))}")
+    self.budget, self.now = config.time_budget_s, self.CLOCKS[config.time_budget_clock]
+    self.start(0.0)
+
+  def start(self, elapsed_before: float):
+    self.t0, self.before = self.now(), elapsed_before
+
+  def elapsed(self) -> float:
+    return self.before + self.now() - self.t0
+
+  def exhausted(self) -> bool:
+    return bool(self.budget) and self.elapsed() >= self.budget
+
+
 class _Preemption:
   """SIGTERM (preemption, `kill`, Slurm time limit) -> save at the next step and stop."""
 
@@ -113,6 +136,7 @@ def _all_finite(tree):
 def train_and_evaluate(config, workdir: str, devices=None):
   """Trains (or resumes) the run in `workdir`; returns the result dict (also result.json)."""
   t_start = time.time()
+  clock = TrainClock(config)
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(devices)
   ds, comps, state, steps_per_epoch, total = setup(config, mesh)
@@ -140,13 +164,13 @@ def train_and_evaluate(config, workdir: str, devices=None):
   print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
 
   step, t_log, s_log, preempted, last = start, time.time(), start, False, None
-  t_train = time.time()
+  clock.start(ckpt.elapsed_at(start) if resumed else 0.0)
   with _Preemption() as preemption:
     while step < total:
-      if config.time_budget_s and time.time() - t_train >= config.time_budget_s:
-        print(f'time budget of {config.time_budget_s:g} s reached at step {step}; '
-              'finishing the run here', flush=True)
-        writer.write(step, {'event': 'time_budget'})
+      if clock.exhausted():
+        print(f'time budget of {config.time_budget_s:g} s ({config.time_budget_clock}) '
+              f'reached at step {step}; finishing the run here', flush=True)
+        writer.write(step, {'event': 'time_budget', 'train_time_s': clock.elapsed()})
         break
       batch = next(train_it)
       if hpo_it is not None:
@@ -171,6 +195,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
         sps = (step - s_log) / max(now - t_log, 1e-9)
         t_log, s_log = now, step
         scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps,
+                   'train_time_s': clock.elapsed(),
                    'phase': 'search' if searching else 'tune'}
         scalars.update(comps.strategy.metrics(state.params['arch'], state.nas_state))
         scalars.update(comps.policy.metrics(state.params['policy']))
@@ -192,7 +217,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
         if not _all_finite(state.params):
           raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
                               f'last good checkpoint is kept in {ckpt.dir}.')
-        ckpt.save(state, step, force=preemption.requested)
+        ckpt.save(state, step, force=preemption.requested, elapsed_s=clock.elapsed())
       if preemption.requested:
         preempted = True
         break
@@ -207,7 +232,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
           flush=True)
     return {'preempted': True, 'step': step}
   if ckpt.latest_step() != step and _all_finite(state.params):
-    ckpt.save(state, step, force=True)
+    ckpt.save(state, step, force=True, elapsed_s=clock.elapsed())
   ckpt.close()
   result = finish(config, workdir, state, ds, comps, mesh, step, time.time() - t_start,
                   writer)

@@ -101,6 +101,31 @@ def test_sigterm_then_resume_is_exact(reference_run, tmp_path):
   assert resumed['test/accuracy'] == ref_result['test/accuracy']
 
 
+def test_time_budget_continues_across_a_resume(reference_run, tmp_path):
+  """The training time spent before a checkpoint is saved with it; a resumed run goes on
+  from it, so a budget already spent stops the resumed run at once (a fresh clock would
+  train on)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  config, ref_dir, _ = reference_run
+  workdir = str(tmp_path / 'resumed')
+  shutil.copytree(ref_dir, workdir)
+  spent = checkpoint.Checkpointer(workdir, config, 1000, 2).elapsed_at(STEPS)
+  with open(os.path.join(ref_dir, 'metrics.jsonl')) as f:
+    logged = [json.loads(l) for l in f if 'train_time_s' in l]
+  assert 0 < logged[-1]['train_time_s'] <= spent  # the last log precedes the final save
+  config = config.copy_and_resolve_references()
+  config.num_steps, config.time_budget_s = 2 * STEPS, spent / 2
+  result = train.train_and_evaluate(config, workdir)
+  assert result['steps'] == STEPS  # not one step more
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    events = [json.loads(l) for l in f if '"time_budget"' in l]
+  assert len(events) == 1 and events[0]['step'] == STEPS
+  assert events[0]['train_time_s'] >= spent
+  config.time_budget_clock = 'cpu'
+  with pytest.raises(ValueError, match="time_budget_clock='cpu'"):
+    train.train_and_evaluate(config, str(tmp_path / 'bad'))
+
+
 def test_incompatible_checkpoint_is_refused(reference_run):
   config, workdir, _ = reference_run
   config = config.copy_and_resolve_references()
