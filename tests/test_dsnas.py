@@ -131,6 +131,41 @@ def test_sampled_path_equals_the_fixed_child(execution):
                              atol=1e-5)
 
 
+@pytest.mark.parametrize('execution', ['switch_vjp', 'switch_remat'])
+def test_theta_gradient_of_the_sampled_path_is_the_childs(execution):
+  """The single-path executions (custom_vjp / remat around lax.switch) give theta exactly
+  the child network's gradient on the sampled path, and zero to the unchosen blocks:
+  each nonzero gradient leaf of the supernet equals one leaf of the child's (1e-5)."""
+  config = tiny_config()
+  config.nas.execution = execution
+  s = dsnas.DSNAS(config, 10)
+  x = jax.random.normal(jax.random.PRNGKey(1), (6, 8, 8, 1))
+  y = jnp.arange(6) % 10
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), x)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  R = parallel.REPLICATED
+  xent = lambda logits: jnp.mean(-jax.nn.log_softmax(logits)[jnp.arange(6), y])
+
+  def search_grad(net):
+    def loss(net):
+      logits, _, aux = s.apply(net, bs, arch, ns, x, jax.random.PRNGKey(3), True)
+      return xent(logits), aux['choice']
+    return jax.grad(loss, has_aux=True)(net)
+
+  grads, choice = parallel.data_parallel(search_grad, mesh, (R,), R)(net)
+  ns_fixed = dict(ns, fixed=jnp.ones_like(ns['fixed']), choice=jnp.asarray(choice))
+  module, variables, _ = s.child(_state(net, bs, arch, ns_fixed))
+  child = jax.grad(lambda p: xent(module.apply(dict(variables, params=p), x, train=True,
+                                               mutable=['batch_stats'])[0]))(
+                                                   variables['params'])
+  key = lambda g: (g.shape, float(jnp.linalg.norm(g)))
+  got = sorted((g for g in jax.tree_util.tree_leaves(grads) if jnp.any(g != 0)), key=key)
+  want = sorted(jax.tree_util.tree_leaves(child), key=key)
+  assert len(got) == len(want) > 10
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 # -------------------------------------------------------------------------- FLOPs
 
 
