@@ -47,6 +47,7 @@ class Checkpointer:
     opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                         enable_async_checkpointing=True)
     self.manager = ocp.CheckpointManager(self.dir, options=opts)
+    self._load_clock()
 
   def _check_config(self, workdir, config):
     path = os.path.join(workdir, 'config.json')
@@ -73,30 +74,25 @@ class Checkpointer:
 
   # Training time spent up to each saved step, so a time budget spans restarts: a resumed
   # run continues the clock of the checkpoint it restores instead of starting a new one.
-  def _clock_path(self):
-    return os.path.join(self.dir, 'train_time.json')
+  def _load_clock(self):
+    self._clock_path = os.path.join(self.dir, 'train_time.json')
+    try:
+      with open(self._clock_path) as f:
+        self._elapsed = json.load(f)
+    except (OSError, ValueError):
+      self._elapsed = {}
 
   def elapsed_at(self, step) -> float:
     """Training seconds (of config.time_budget_clock) spent before `step` was saved."""
-    try:
-      with open(self._clock_path()) as f:
-        return float(json.load(f).get(str(step), 0.0))
-    except (OSError, ValueError):
-      return 0.0
+    return float(self._elapsed.get(str(step), 0.0))
 
   def _record_elapsed(self, step, elapsed_s):
-    if jax.process_index() != 0:
-      return
-    try:
-      with open(self._clock_path()) as f:
-        table = json.load(f)
-    except (OSError, ValueError):
-      table = {}
-    table[str(step)] = float(elapsed_s)
-    tmp = self._clock_path() + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(table, f)
-    os.replace(tmp, self._clock_path())
+    self._elapsed[str(step)] = float(elapsed_s)
+    if jax.process_index() == 0:
+      tmp = self._clock_path + '.tmp'
+      with open(tmp, 'w') as f:
+        json.dump(self._elapsed, f)
+      os.replace(tmp, self._clock_path)
 
   def restore(self, state):
     """Returns (state, restored?) — the latest checkpoint laid out like `state`."""

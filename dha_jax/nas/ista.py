@@ -28,7 +28,6 @@ import ml_collections
 import numpy as np
 
 from dha_jax import optim
-from dha_jax.layers import conv
 from dha_jax.nas import darts_space as ds
 from dha_jax.nas.darts import CellStrategy
 
@@ -158,6 +157,7 @@ class ISTA(CellStrategy):
     if self.cfg.execution not in ('static', 'masked'):
       raise ValueError(f"config.nas.execution={self.cfg.execution!r}: 'static' or 'masked'")
     self.support = None  # static [2, 4, 2] tuple once specialised
+    self._support_params = (None, None)  # (support, its network's param shapes): active_net
     self.net = self.supernet()
 
   def recover(self, b, A):
@@ -205,14 +205,13 @@ class ISTA(CellStrategy):
     unselected ops' weights), so the step updates only those (sparse_update.py)."""
     if self.support is None:
       return jax.tree_util.tree_map(lambda _: True, net_params)
-    if getattr(self, '_used', (None,))[0] != self.support:
+    if self._support_params[0] != self.support:  # copies from specialize() share it
       normal, reduce = edges_of(self.support)
       net = ds.DartsNet(self.spec, self.num_classes, normal, reduce)
       dummy = jax.ShapeDtypeStruct((1,) + self.image_shape, jnp.float32)
-      with conv.use_impl('xla'):
-        shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
-                                                   with_aux=True), dummy)
-      self._used = (self.support, shapes['params'])
+      shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
+                                                 with_aux=True), dummy)
+      self._support_params = (self.support, shapes['params'])
 
     def mirror(tree, used):
       if not isinstance(tree, dict):
@@ -220,7 +219,7 @@ class ISTA(CellStrategy):
       return {k: mirror(v, used.get(k) if used is not None else None)
               for k, v in tree.items()}
 
-    return mirror(net_params, self._used[1])
+    return mirror(net_params, self._support_params[1])
 
   def optimizer(self):
     return optim.group_optimizer(self.cfg.optimizer)
