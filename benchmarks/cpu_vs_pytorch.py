@@ -315,7 +315,10 @@ def main():
   ap.add_argument('--repeats', type=int, default=15)
   ap.add_argument('--nets', default=','.join(NETS))
   ap.add_argument('--threads', type=int, default=0, help='torch threads (0: its default)')
+  ap.add_argument('--conv_impl', default='auto', choices=conv.IMPLS,
+                  help="dha_jax's conv formulation (dha_jax.layers.conv)")
   args = ap.parse_args()
+  conv.set_default_impl(args.conv_impl)
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
