@@ -171,5 +171,7 @@ def make_eval_step(c: Components, logits_fn=None):
 def compile_steps(c: Components, mesh):
   R, S = parallel.REPLICATED, parallel.SHARDED
   train = parallel.data_parallel(make_train_step(c), mesh, (R, S), (R, R), donate_argnums=(0,))
+  if getattr(c.strategy, 'active_net', None) is not None:
+    train = sparse_update.SkipInactive(train, c.inactive_net)
   evaluate = parallel.data_parallel(make_eval_step(c), mesh, (R, S), R)
   return train, evaluate

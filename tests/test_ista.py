@@ -223,7 +223,7 @@ def _sparse_equals_fixed(c, s, net, bs, arch, ns):
 # --------------------------------------------------------------- the train step
 
 
-def _run(config, devices, n_steps=2):
+def _run(config, devices, n_steps=2, skip_inactive=True):
   mesh = parallel.make_mesh(devices)
   data, comps, init, _, _ = train.setup(config, mesh)
   init = jax.device_get(init)  # the step donates its input state
@@ -232,6 +232,9 @@ def _run(config, devices, n_steps=2):
       state.nas_state)))
   comps.strategy = strategy
   train_step, _ = steps.compile_steps(comps, mesh)
+  if not skip_inactive:  # every leaf through the compiled step
+    R, S = parallel.REPLICATED, parallel.SHARDED
+    train_step = parallel.data_parallel(steps.make_train_step(comps), mesh, (R, S), (R, R))
   it = data.train_iterator('train', config.batch_size, config.seed)
   losses = []
   for _ in range(n_steps):
@@ -276,6 +279,19 @@ def test_gradients_one_and_four_devices_agree(small):
   chex.assert_trees_all_close(g1, g4, atol=1e-5, rtol=1e-4)
   chex.assert_trees_all_close(bs1, bs4, atol=1e-5, rtol=1e-4)
   assert float(np.abs(g1['arch']['b']).max()) > 1e-6  # b gets a gradient through A_S
+
+
+def test_inactive_leaves_stay_outside_the_step(test_config):
+  """SkipInactive (steps.compile_steps for a specialised support) gives the state the
+  step with every leaf gives, and hands the unused ops' weights back untouched."""
+  config = _config(test_config, auxiliary_weight=0.0)
+  s_out, l_out, init = _run(config, jax.devices()[:1])
+  s_all, l_all, _ = _run(config, jax.devices()[:1], skip_inactive=False)
+  np.testing.assert_allclose(l_out, l_all, rtol=1e-6)
+  chex.assert_trees_all_close(s_out, s_all, atol=1e-7, rtol=1e-6)
+  moved = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+      lambda a, b: bool(np.any(a != b)), s_out.params['net'], init.params['net']))
+  assert 0 < sum(moved) < len(moved) / 2  # the support's weights moved, most did not
 
 
 @pytest.mark.skipif(not os.environ.get('DHA_SLOW_TESTS'),
