@@ -13,10 +13,11 @@ import orbax.checkpoint as ocp
 
 # Fields that may change between a run and its resumption (they do not change the maths
 # of the steps already taken): logging, checkpoint cadence, the length of the run, where
-# the data lives.
+# the data lives, and ISTA's freeze threshold (decisions taken are in the state; a search
+# whose codes keep moving can be told to stop sooner without losing the run).
 MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', 'progress',
               'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'time_budget_clock',
-              'dataset.data_dir', 'recalibration_batches')
+              'dataset.data_dir', 'recalibration_batches', 'nas.freeze_threshold')
 
 
 class IncompatibleCheckpoint(ValueError):

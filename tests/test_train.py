@@ -134,6 +134,16 @@ def test_incompatible_checkpoint_is_refused(reference_run):
     train.train_and_evaluate(config, workdir)
 
 
+def test_resume_may_change_the_freeze_threshold_but_not_the_search():
+  """ISTA's freeze threshold only steers decisions still to come: it may change on
+  resume; the search's own settings may not."""
+  old = {'nas': {'freeze_threshold': 2e-2, 'lam': 1e-5}, 'num_epochs': 15}
+  new = {'nas': {'freeze_threshold': 0.1, 'lam': 1e-5}, 'num_epochs': 12}
+  assert checkpoint.config_differences(old, new) == []
+  new['nas']['lam'] = 1e-4
+  assert checkpoint.config_differences(old, new) == ['nas.lam']
+
+
 def test_non_finite_loss_stops_and_keeps_good_checkpoint(test_config, tmp_path):
   test_config.lr = 1e30
   test_config.optimizer.grad_clip_norm = 0.0
