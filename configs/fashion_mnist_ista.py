@@ -5,9 +5,11 @@
 5 cells (reductions at cells 1 and 3: 28 -> 14 -> 7 px), C = 8, auxiliary head 0.4,
 drop-path 0.1 after the search, budget 0.1M parameters. Nodes freeze when their recovered
 code moves less than freeze_threshold in an epoch (from epoch 2); then the derived network
-trains on. Expected: all nodes frozen within the first ~10 epochs and ~90% test accuracy
-after 15 epochs; several hours on 2 CPU cores. Not yet measured end to end (see the
-issue #6 report).
+trains on. Measured (2026-11-26, 2 CPU cores, ~5 min an epoch): frozen nodes after epochs
+1-9: 0, 0, 1, 4, 5, 5, 5, 5, 5; the last three kept moving 0.05-0.09 an epoch, so with
+this threshold the search does not end within the 15 epochs. Resumed at step 4106 with
+--config.nas.freeze_threshold=0.1 they froze at epoch 10 and the derived network trained
+on: 91.23% test accuracy after 15 epochs, 0.045M parameters (README, "ISTA search on the real Fashion-MNIST").
 """
 
 from configs import fashion_mnist

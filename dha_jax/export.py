@@ -57,6 +57,18 @@ def _json_default(x):
   raise TypeError(f'{type(x).__name__} is not JSON serialisable')
 
 
+def forward_flops(module, variables, input_shape) -> int:
+  """FLOPs of one image through the network's eval forward, counted by XLA on the lowered
+  program (a multiply-add is 2; nothing is compiled): one measure for every search space,
+  where each space's own cost model counts differently."""
+  x = jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32)
+  lowered = jax.jit(lambda v, u: module.apply(v, u, train=False)).lower(variables, x)
+  cost = lowered.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per computation
+    cost = cost[0] if cost else {}
+  return int((cost or {}).get('flops', 0))
+
+
 def save(path, config, num_classes, image_shape, genotype, variables, metrics=None):
   """Writes the model folder (host 0 only in multi-host runs)."""
   if jax.process_index() != 0:

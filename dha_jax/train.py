@@ -85,9 +85,7 @@ def setup(config, mesh):
   txs = state_lib.optimizers(config, strategy, policy, eta)
   lr_factor = optim.schedule_factor(config, steps_per_epoch, total)
   comps = steps.Components(config, strategy, policy, eta, txs, lr_factor)
-  image_shape = tuple(ds.image_shape)
-  if config.preprocess.image_size:
-    image_shape = (config.preprocess.image_size,) * 2 + image_shape[2:]
+  image_shape = _model_input_shape(config, ds)
   state = state_lib.create(config, strategy, policy, eta, txs, image_shape,
                            jax.random.PRNGKey(config.seed))
   return ds, comps, state, steps_per_epoch, total
@@ -263,6 +261,13 @@ def _search_end_step(workdir):
   return None
 
 
+def _model_input_shape(config, ds):
+  shape = tuple(ds.image_shape)
+  if config.preprocess.image_size:
+    shape = (config.preprocess.image_size,) * 2 + shape[2:]
+  return shape
+
+
 def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer):
   """The derived child (BN recalibrated) is exported to <workdir>/model and its test
   accuracy is the run's result; result.json and the pictures of what was learned."""
@@ -281,6 +286,7 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer):
   hp = jax.device_get(comps.eta(state.step, state.hparams))
   result.update({
       'num_params': state_lib.num_params(variables['params']),
+      'model_flops': export.forward_flops(module, variables, _model_input_shape(config, ds)),
       'wall_time_s': wall_time,
       'steps': step,
       'images_processed': step * config.batch_size,

@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -43,6 +46,23 @@ def test_exported_model_reproduces_the_test_accuracy(finished_run):
   assert meta['metrics']['test/accuracy'] == result['test/accuracy']
   assert meta['input_shape'] == list(test.images.shape[1:])
   assert model.predict(test.images[:5]).shape == (5, 10)
+
+
+class _OneByOneThenDense(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    del train
+    x = nn.Conv(4, (1, 1), use_bias=False)(x)
+    return nn.Dense(5, use_bias=False)(x.reshape(x.shape[0], -1))
+
+
+def test_forward_flops_closed_form(finished_run):
+  """2 FLOPs per multiply-add: a 1x1 conv 3->4 on 6x6 and a dense 144->5."""
+  m = _OneByOneThenDense()
+  v = m.init(jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 3)))
+  assert export.forward_flops(m, v, (6, 6, 3)) == 2 * 36 * 3 * 4 + 2 * 144 * 5
+  _, _, result = finished_run
+  assert result['model_flops'] > 2 * result['num_params']  # a conv net reuses its weights
 
 
 def test_bn_recalibration_changes_only_statistics(finished_run):
