@@ -22,6 +22,7 @@ import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from benchmarks import cpu_vs_pytorch  # pylint: disable=wrong-import-position
 from dha_jax.layers import conv  # pylint: disable=wrong-import-position
 
 # (name, batch, hw, c_in, c_out, kernel, stride, kind); kind: 'cbr' | 'dw' (depthwise
@@ -83,28 +84,12 @@ def torch_fn(layer):
   return run
 
 
-def _median_ms(fns, repeats):
-  for f in fns:  # compile and warm up
-    f()
-    f()
-  times = [[] for _ in fns]
-  for _ in range(repeats):  # alternate so every column sees the same load
-    for f, acc in zip(fns, times):
-      t0 = time.perf_counter()
-      f()
-      acc.append(time.perf_counter() - t0)
-  return [np.median(t) * 1e3 for t in times]
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--repeats', type=int, default=9)
   ap.add_argument('--impls', default='xla,mixed,im2col')
   args = ap.parse_args()
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    sys.exit('PyTorch is not installed: pip install torch==2.13.0 (CPU build), then re-run.')
+  torch = cpu_vs_pytorch.require_torch()
   impls = args.impls.split(',')
   print(f'# {time.strftime("%Y-%m-%d")}, JAX {jax.__version__}, PyTorch {torch.__version__}, '
         f'{os.cpu_count()} CPUs; ms per forward + backward, medians of {args.repeats}')
@@ -112,7 +97,7 @@ def main():
   print('|---|' + '---|' * (len(impls) + 2))
   totals = np.zeros(len(impls) + 1)
   for layer in LAYERS:
-    ms = _median_ms([jax_fn(layer, i) for i in impls] + [torch_fn(layer)], args.repeats)
+    ms = cpu_vs_pytorch.median_ms([jax_fn(layer, i) for i in impls] + [torch_fn(layer)], args.repeats)
     totals += ms
     print(f'| {layer[0]} | ' + ' | '.join(f'{m:.1f}' for m in ms) +
           f' | {min(ms[:-1]) / ms[-1]:.2f} |', flush=True)

@@ -310,6 +310,29 @@ NETS = {  # name: (JAX module, input HWC, batch)
 }
 
 
+def require_torch():
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    sys.exit('PyTorch is not installed: pip install torch==2.13.0 (CPU build), then re-run.')
+  return torch
+
+
+def median_ms(fns, repeats):
+  """Median ms of each callable, called in turn so all see the same machine load
+  (after two warm-up calls each, which also compile)."""
+  for f in fns:
+    f()
+    f()
+  times = [[] for _ in fns]
+  for _ in range(repeats):
+    for f, acc in zip(fns, times):
+      t0 = time.perf_counter()
+      f()
+      acc.append(time.perf_counter() - t0)
+  return [np.median(t) * 1e3 for t in times]
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--repeats', type=int, default=15)
@@ -319,10 +342,7 @@ def main():
                   help="dha_jax's conv formulation (dha_jax.layers.conv)")
   args = ap.parse_args()
   conv.set_default_impl(args.conv_impl)
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    sys.exit('PyTorch is not installed: pip install torch==2.13.0 (CPU build), then re-run.')
+  torch = require_torch()
   if args.threads:
     torch.set_num_threads(args.threads)
   tnets = torch_nets()
@@ -335,15 +355,7 @@ def main():
     make, shape, batch = NETS[name]
     j = jax_step_fn(make(), shape, batch)
     t = torch_step_fn(tnets[name](), shape, batch)
-    for f in (j, t, j, t):  # compile and warm up
-      f()
-    tj, tt = [], []
-    for _ in range(args.repeats):  # alternate so both see the same machine load
-      for f, acc in ((j, tj), (t, tt)):
-        t0 = time.perf_counter()
-        f()
-        acc.append(time.perf_counter() - t0)
-    mj, mt = np.median(tj) * 1e3, np.median(tt) * 1e3
+    mj, mt = median_ms([j, t], args.repeats)
     print(f'| {name} | {"x".join(map(str, shape))} | {batch} | {mj:.1f} | {mt:.1f} | '
           f'{mj / mt:.2f} |', flush=True)
 
