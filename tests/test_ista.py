@@ -149,6 +149,14 @@ def test_mask_update_and_freezing(small):
   np.testing.assert_array_equal(np.asarray(after.nas_state['support'])[frozen],
                                 np.asarray(ns['support'])[frozen])
   assert int(after.nas_state['epoch']) == 3
+  # the logged movement is ||x_new - x_last|| of each searching node, 0 for frozen ones
+  x_new = s.recover(np.asarray(moved['b']), ns['A'])
+  want = np.where(frozen, 0.0, np.linalg.norm(x_new - np.asarray(ns['x']), axis=-1))
+  np.testing.assert_allclose(after.nas_state['moved'], want, rtol=1e-6)
+  assert want[~frozen].min() > s.cfg.freeze_threshold  # so the no-freeze above is exercised
+  m = s.metrics(moved, after.nas_state)
+  assert m['nas/max_code_move'] == pytest.approx(want.max(), rel=1e-6)
+  assert m['nas/code_moves'].startswith('normal ') and '| reduce ' in m['nas/code_moves']
 
 
 def test_budget_rejects_a_larger_support(small, monkeypatch):

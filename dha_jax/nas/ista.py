@@ -7,6 +7,7 @@ enters a LASSO solution). Once per epoch on the host (end_of_epoch):
   x = argmin 1/2 ||A x - b||^2 + lam ||x||_1          (FISTA, `lasso`)
   S = the 2 largest |x| on 2 distinct input edges       (any of the 7 ops)
   frozen |= ||x - x_last|| <= threshold                 (from `freeze_from_epoch` on)
+(each node's ||x - x_last|| is kept in nas_state['moved'] and logged, nas/code_moves),
 and a candidate support whose derived network exceeds the parameter budget is rejected.
 In the step, node i evaluates only its 2 ops, weighted by
   W = b^T A_S - (A_S^T A_S - I) x_S                    (so dL/db = A_S dL/dW),
@@ -137,6 +138,13 @@ def support_string(support):
                     for name, cell in zip(CELLS, edges_of(support)))
 
 
+def moves_string(moved):
+  """'normal 0.012 0.3 0 0.05 | reduce ...': each node's ||x_new - x_last|| at the last
+  epoch end (0 once frozen), the number freeze_threshold is compared with."""
+  return ' | '.join(f'{t} ' + ' '.join(f'{v:.3g}' for v in np.asarray(m))
+                    for t, m in zip(CELLS, moved))
+
+
 def measurement_matrices(seed):
   """A [2, 4, 7, 35]: N(0, 1/7) entries (unit-norm columns on average), node i using its
   first (i+2)*7 columns, zeros after."""
@@ -175,6 +183,7 @@ class ISTA(CellStrategy):
     nas_state = {'A': jnp.asarray(A), 'x': jnp.asarray(x, jnp.float32),
                  'support': jnp.asarray(select_support(x)),
                  'frozen': jnp.zeros((2, ds.NUM_NODES), bool),
+                 'moved': jnp.zeros((2, ds.NUM_NODES), jnp.float32),
                  'rejected': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32)}
     return v['params'], v.get('batch_stats', {}), {'b': b}, nas_state
 
@@ -261,10 +270,12 @@ class ISTA(CellStrategy):
     budget = float(self.cfg.budget_mparams) * 1e6
     if budget and (candidate != old).any() and self.params_of(candidate) > budget:
       candidate, rejected = old, rejected + 1
+    # what the threshold is compared with, kept (and logged) so that one can be chosen
+    moved = np.where(frozen, 0.0, np.linalg.norm(x_new - x_last, axis=-1))
     newly = np.zeros_like(frozen)
     if epoch >= self.cfg.freeze_from_epoch:
-      newly = ~frozen & (np.linalg.norm(x_new - x_last, axis=-1) <= self.cfg.freeze_threshold)
-    host = dict(ns, x=np.where(keep, x_last, x_new), support=candidate,
+      newly = ~frozen & (moved <= self.cfg.freeze_threshold)
+    host = dict(ns, x=np.where(keep, x_last, x_new), support=candidate, moved=moved,
                 frozen=frozen | newly, rejected=np.int32(rejected), epoch=np.int32(epoch))
     put = lambda h, o: jax.device_put(np.asarray(h, o.dtype), o.sharding)
     return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
@@ -283,7 +294,9 @@ class ISTA(CellStrategy):
     out = self.base_metrics(g)
     out.update({'nas/frozen_nodes': int(np.sum(ns['frozen'])),
                 'nas/rejected_supports': int(ns['rejected']),
-                'nas/support': support_string(ns['support'])})
+                'nas/support': support_string(ns['support']),
+                'nas/max_code_move': float(np.max(ns['moved'])),
+                'nas/code_moves': moves_string(ns['moved'])})
     return out
 
   def summary(self, arch, nas_state):
@@ -291,5 +304,6 @@ class ISTA(CellStrategy):
     ns = jax.device_get(nas_state)
     out['architecture'].update(
         frozen=np.asarray(ns['frozen']).tolist(), support=np.asarray(ns['support']).tolist(),
-        x=np.asarray(ns['x']).round(6).tolist(), rejected_supports=int(ns['rejected']))
+        x=np.asarray(ns['x']).round(6).tolist(), rejected_supports=int(ns['rejected']),
+        last_code_moves=np.asarray(ns['moved']).round(6).tolist())
     return out
