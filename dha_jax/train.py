@@ -314,6 +314,13 @@ def _pictures(workdir, result, writer, step, comps):
     from dha_jax.hpo import plot  # pylint: disable=g-import-not-at-top
     plot.plot_hparams(os.path.join(workdir, 'metrics.jsonl'),
                       os.path.join(workdir, 'hparams.png'))
+  run_pictures = getattr(comps.strategy, 'run_pictures', None)
+  if run_pictures is not None:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      rows = [json.loads(l) for l in f if l.strip()]
+    for name, fig in run_pictures(rows).items():
+      writer.write_images(step, {name: plots.save_figure(
+          fig, os.path.join(workdir, name + '.png'))[None]})
   if 'policy' in result:
     img = plots.save_policy(result['policy']['probabilities'], result['policy']['ops'],
                             os.path.join(workdir, 'policy.png'))

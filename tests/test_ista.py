@@ -1,5 +1,6 @@
 """ISTA-NAS: LASSO against sklearn, W and its gradient, the support rule, freezing, the
-parameter budget, sparse == fixed network, and 1 vs 4 devices through the train step."""
+parameter budget, sparse == fixed network, 1 vs 4 devices through the train step, and a
+search that freezes and trains on through the train loop."""
 
 import copy
 import dataclasses
@@ -313,3 +314,40 @@ def test_train_step_one_and_four_devices_agree(test_config):
   chex.assert_trees_all_close(s1.params, s4.params, atol=2e-5, rtol=1e-4)
   chex.assert_trees_all_close(s1.batch_stats, s4.batch_stats, atol=2e-5, rtol=1e-4)
   assert float(np.abs(s1.params['arch']['b'] - init.params['arch']['b']).max()) > 1e-5
+
+
+# ------------------------------------------------------------ the train loop
+
+
+def test_moves_per_epoch_reads_the_rows_the_loop_writes():
+  """A row at epoch e was logged after end_of_epoch(ceil(e) - 1); values round-trip."""
+  m1, m2 = np.full((2, 4), 0.25), np.arange(8.0).reshape(2, 4) / 7
+  rows = [{'step': 5, 'epoch': 0.5, 'nas/code_moves': ista.moves_string(np.zeros((2, 4)))},
+          {'step': 10, 'epoch': 1.0, 'nas/code_moves': ista.moves_string(np.zeros((2, 4)))},
+          {'step': 15, 'epoch': 1.5, 'nas/code_moves': ista.moves_string(m1)},
+          {'step': 20, 'epoch': 2.0, 'nas/code_moves': ista.moves_string(m1)},
+          {'step': 30, 'epoch': 3.0, 'nas/code_moves': ista.moves_string(m2)},
+          {'step': 30, 'event': 'search_end'}]
+  moves = ista.moves_per_epoch(rows)
+  assert list(moves) == [1, 2]
+  np.testing.assert_array_equal(moves[1], m1)
+  np.testing.assert_allclose(moves[2], m2, rtol=5e-3)  # 3 significant digits
+
+
+def test_search_freezes_and_the_same_network_trains_on(test_config, tmp_path):
+  """Through train_and_evaluate: every node freezes at epoch 2 (freeze_from_epoch) under a
+  threshold above any movement, the phase ends there, the derived network trains a third
+  epoch, and the freezing picture and genotype drawing are written."""
+  config = _config(test_config, freeze_threshold=1e3, auxiliary_weight=0.0)
+  config.num_epochs, config.eval_every_epochs, config.recalibration_batches = 3, 0, 2
+  config.batch_size, config.dataset.test_fraction = 64, 0.5  # 8 steps an epoch
+  result = train.train_and_evaluate(config, str(tmp_path), jax.devices()[:1])
+  steps_per_epoch = result['steps'] // config.num_epochs
+  assert result['search_end_step'] == 2 * steps_per_epoch
+  assert all(all(cell) for cell in result['architecture']['frozen'])
+  with open(os.path.join(tmp_path, 'metrics.jsonl')) as f:
+    rows = [json.loads(l) for l in f]
+  moves = ista.moves_per_epoch(rows)
+  assert sorted(moves) == [1, 2] and np.all(moves[1] > 0) and np.all(moves[2] > 0)
+  for name in ('freezing.png', 'genotype.png'):
+    assert os.path.getsize(os.path.join(tmp_path, name)) > 1000, name

@@ -21,6 +21,8 @@ Optional attributes / methods (the train loop uses defaults when absent):
   aux_weight: float, weight of aux['aux_logits'] (an auxiliary head) in the loss; 0.0
   arch_objective: 'train' (alpha from the training loss, in the same jax.grad) or 'val'
       (the step replaces alpha's gradient by that of the held-out batch 'arch_image')
+  run_pictures(metrics_rows) -> {name: Figure} drawn once at the end from metrics.jsonl's
+      rows (a history, e.g. ISTA's code movement against the freeze threshold)
   static_key(host_nas_state) -> hashable, and specialize(key) -> strategy: the loop
       compiles (and caches) the step per key, so structure that changes at most once
       per epoch (an ISTA support) can be static Python instead of traced switching

@@ -22,6 +22,7 @@ outputs, the supernet's cost.
 """
 
 import copy
+import math
 
 import jax
 import jax.numpy as jnp
@@ -143,6 +144,27 @@ def moves_string(moved):
   epoch end (0 once frozen), the number freeze_threshold is compared with."""
   return ' | '.join(f'{t} ' + ' '.join(f'{v:.3g}' for v in np.asarray(m))
                     for t, m in zip(CELLS, moved))
+
+
+def parse_moves(text):
+  """moves_string's inverse (to its 3 significant digits): a [2, 4] array."""
+  cells = dict(part.split(None, 1) for part in text.split(' | '))
+  return np.array([[float(v) for v in cells[t].split()] for t in CELLS])
+
+
+def moves_per_epoch(rows):
+  """{epoch k: [2, 4] movements recorded by end_of_epoch(k)}, from metrics rows: a row
+  at epoch e is logged after end_of_epoch(ceil(e) - 1) (at a boundary, before that
+  epoch's own), so it holds epoch ceil(e) - 1's movements."""
+  out = {}
+  for r in rows:
+    text, epoch = r.get('nas/code_moves'), r.get('epoch')
+    if text is None or epoch is None:
+      continue
+    k = math.ceil(epoch - 1e-9) - 1
+    if k >= 1 and k not in out:
+      out[k] = parse_moves(text)
+  return dict(sorted(out.items()))
 
 
 def measurement_matrices(seed):
@@ -279,6 +301,15 @@ class ISTA(CellStrategy):
                 frozen=frozen | newly, rejected=np.int32(rejected), epoch=np.int32(epoch))
     put = lambda h, o: jax.device_put(np.asarray(h, o.dtype), o.sharding)
     return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+
+  def run_pictures(self, metrics_rows):
+    """The freezing picture: each node's code movement per epoch against the threshold."""
+    from dha_jax.nas import ista_plot  # pylint: disable=g-import-not-at-top
+    moves = moves_per_epoch(metrics_rows)
+    if not moves:
+      return {}
+    return {'freezing': ista_plot.freezing_figure(moves, self.cfg.freeze_threshold,
+                                                  self.cfg.freeze_from_epoch)}
 
   def genotype_of(self, arch, nas_state):
     ns = jax.device_get(nas_state)
