@@ -1,4 +1,4 @@
-"""Full DHA end to end (tau, alpha, eta and theta in one run) on 1 and 4 devices, the
+"""Full DHA end to end (tau, alpha, eta and theta in one run) on 4 devices, the
 comparison variants, and that a component switched off costs nothing in the step."""
 
 import json
@@ -28,8 +28,10 @@ def dha_config(variant='dha/dsnas'):
                                 'optimizer': {'name': 'adam', 'lr': 0.05}})
 
 
-@pytest.mark.parametrize('num_devices', [1, 4])
-def test_full_dha_moves_every_component_and_exports(num_devices, tmp_path):
+def test_full_dha_moves_every_component_and_exports(tmp_path, num_devices=4):
+  """On 4 devices (the sharded path); that 1 device computes the same step is tested per
+  component (test_step, test_hpo, test_dsnas, test_ista), and the 1-device loop by
+  test_train, so the suite does not pay this run twice."""
   config = dha_config()
   mesh = parallel.make_mesh(jax.devices()[:num_devices])
   _, _, init, _, _ = train.setup(config, mesh)

@@ -335,19 +335,22 @@ def test_moves_per_epoch_reads_the_rows_the_loop_writes():
 
 
 def test_search_freezes_and_the_same_network_trains_on(test_config, tmp_path):
-  """Through train_and_evaluate: every node freezes at epoch 2 (freeze_from_epoch) under a
-  threshold above any movement, the phase ends there, the derived network trains a third
-  epoch, and the freezing picture and genotype drawing are written."""
-  config = _config(test_config, freeze_threshold=1e3, auxiliary_weight=0.0)
-  config.num_epochs, config.eval_every_epochs, config.recalibration_batches = 3, 0, 2
+  """Through train_and_evaluate: every node freezes at the first epoch end that may freeze
+  (freeze_from_epoch = 1) under a threshold above any movement, the phase ends there, the
+  derived network trains a second epoch, and the freezing picture and the genotype
+  drawing are written."""
+  config = _config(test_config, freeze_threshold=1e3, freeze_from_epoch=1,
+                   auxiliary_weight=0.0)
+  config.nas.optimizer.lr = 1e-5  # b barely moves: the support, hence the step, is kept
+  config.num_epochs, config.eval_every_epochs, config.recalibration_batches = 2, 0, 2
   config.batch_size, config.dataset.test_fraction = 64, 0.5  # 8 steps an epoch
   result = train.train_and_evaluate(config, str(tmp_path), jax.devices()[:1])
   steps_per_epoch = result['steps'] // config.num_epochs
-  assert result['search_end_step'] == 2 * steps_per_epoch
+  assert result['search_end_step'] == steps_per_epoch
   assert all(all(cell) for cell in result['architecture']['frozen'])
   with open(os.path.join(tmp_path, 'metrics.jsonl')) as f:
     rows = [json.loads(l) for l in f]
   moves = ista.moves_per_epoch(rows)
-  assert sorted(moves) == [1, 2] and np.all(moves[1] > 0) and np.all(moves[2] > 0)
+  assert list(moves) == [1] and np.all(moves[1] > 0)  # each froze with its own movement
   for name in ('freezing.png', 'genotype.png'):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 1000, name

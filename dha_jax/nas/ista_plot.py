@@ -8,6 +8,7 @@ metrics rows, so it also draws a finished run:
 """
 
 import matplotlib
+import matplotlib.ticker  # pylint: disable=unused-import
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -24,12 +25,13 @@ def freezing_figure(moves, threshold, freeze_from_epoch=2, cells=('normal', 'red
     for i in range(m.shape[2]):
       v = m[:, t, i]
       live = v > 0
-      line, = ax.plot(epochs[live], v[live], 'o-', ms=3, label=f'node {i}')
+      line, = ax.plot(epochs[live], v[live], 'o-', ms=3, label=f'n{i + 2}')
       froze = np.flatnonzero(live & (v <= threshold) & (epochs >= freeze_from_epoch))
       if froze.size:
         ax.plot(epochs[froze[0]], v[froze[0]], 's', ms=8, color=line.get_color())
     ax.axhline(threshold, ls='--', color='k', lw=1, label=f'threshold {threshold:g}')
     ax.set_yscale('log')
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel('end of epoch')
     ax.set_title(f'{cell} cell')
   axes[0].set_ylabel('||x_new - x_last||')
