@@ -8,7 +8,7 @@ metrics rows, so it also draws a finished run:
 """
 
 import matplotlib
-import matplotlib.ticker  # pylint: disable=unused-import
+import matplotlib.ticker
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
