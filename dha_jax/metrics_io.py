@@ -14,6 +14,15 @@ def _scalar(v):
   return v.item() if v.size == 1 else v.tolist()
 
 
+def read_rows(workdir):
+  """The rows of <workdir>/metrics.jsonl ([] before the first write)."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
 class MetricsWriter:
   """Appends one JSON object per logged step; on resume, drops lines past the restored
   step so the file matches an uninterrupted run."""

@@ -40,7 +40,3 @@ def save_figure(fig, path):
   plt.close(fig)
   return arr
 
-
-def save_policy(probs, op_names, path):
-  """Writes the policy heat map to `path` and returns it as an RGB array."""
-  return save_figure(policy_figure(probs, op_names), path)

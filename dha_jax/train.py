@@ -239,25 +239,26 @@ def train_and_evaluate(config, workdir: str, devices=None):
   return result
 
 
+def _save_pictures(workdir, writer, step, figures):
+  """<workdir>/<name>.png and a TensorBoard image for each {name: Figure}."""
+  from dha_jax import plots  # pylint: disable=g-import-not-at-top
+  for name, fig in figures.items():
+    writer.write_images(step, {name: plots.save_figure(
+        fig, os.path.join(workdir, name + '.png'))[None]})
+
+
 def _arch_pictures(workdir, comps, state, writer, step):
-  """<workdir>/<name>.png and TensorBoard images of the strategy's current architecture."""
+  """The strategy's current architecture, drawn (host 0)."""
   if jax.process_index() != 0:
     return
-  from dha_jax import plots  # pylint: disable=g-import-not-at-top
-  for name, fig in comps.strategy.pictures(state.params['arch'], state.nas_state).items():
-    writer.write_images(step, {name: plots.save_figure(fig, os.path.join(workdir,
-                                                                         name + '.png'))[None]})
+  _save_pictures(workdir, writer, step,
+                 comps.strategy.pictures(state.params['arch'], state.nas_state))
 
 
 def _search_end_step(workdir):
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    for line in f:
-      row = json.loads(line)
-      if row.get('event') == 'search_end':
-        return int(row['step'])
+  for row in metrics_io.read_rows(workdir):
+    if row.get('event') == 'search_end':
+      return int(row['step'])
   return None
 
 
@@ -308,7 +309,10 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer):
   print('result: ' + json.dumps({k: v for k, v in result.items()
                                  if isinstance(v, (int, float))}), flush=True)
   return result
+
+
 def _pictures(workdir, result, writer, step, comps):
+  """What tau, eta and the search learned, drawn once at the end (host 0)."""
   from dha_jax import plots  # pylint: disable=g-import-not-at-top
   if comps.hpo.objective is not None:
     from dha_jax.hpo import plot  # pylint: disable=g-import-not-at-top
@@ -316,12 +320,7 @@ def _pictures(workdir, result, writer, step, comps):
                       os.path.join(workdir, 'hparams.png'))
   run_pictures = getattr(comps.strategy, 'run_pictures', None)
   if run_pictures is not None:
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-      rows = [json.loads(l) for l in f if l.strip()]
-    for name, fig in run_pictures(rows).items():
-      writer.write_images(step, {name: plots.save_figure(
-          fig, os.path.join(workdir, name + '.png'))[None]})
+    _save_pictures(workdir, writer, step, run_pictures(metrics_io.read_rows(workdir)))
   if 'policy' in result:
-    img = plots.save_policy(result['policy']['probabilities'], result['policy']['ops'],
-                            os.path.join(workdir, 'policy.png'))
-    writer.write_images(step, {'policy': img[None]})
+    _save_pictures(workdir, writer, step, {'policy': plots.policy_figure(
+        result['policy']['probabilities'], result['policy']['ops'])})
