@@ -12,7 +12,8 @@ augmentation) on the offline digits set: ~97% test accuracy in well under a minu
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from dha_jax.hpo import hypergrad
 
 
 def get_config():
@@ -29,6 +30,8 @@ def get_config():
   d.load_size = 0          # folder/tfds: host resizes (shorter side) + centre-crops to this (0 = keep)
   d.in_memory = True       # tfds: load the whole split into host memory (False: stream with tf.data)
   d.train_size = 0         # tfds streaming: number of train examples (mock_data has no split info)
+  d.train_subset = 0       # > 0: a seeded, class-stratified subset of this many training examples,
+  #                          taken after the val hold-out (disjoint from it; 0 = all)
   d.test_split = 'test'    # tfds: split used for the final test ('validation' for imagenet2012)
   d.mean = (0.5,)          # per-channel normalisation of [0,1] pixels (broadcast to C channels)
   d.std = (0.25,)
@@ -60,6 +63,10 @@ def get_config():
   c.time_budget_s = 0.0    # > 0: stop training after this many seconds (summed over resumes)
   c.time_budget_clock = 'wall'  # 'wall' | 'process' (CPU seconds of this process, all its
   #                               threads: a fair budget when other jobs share the machine)
+  c.time_budget_sets_horizon = True  # with a budget, the lr schedule ends when it ends: a pilot
+  #                                    times the first steps and fixes the run's length in steps
+  #                                    (num_epochs / num_steps are then ignored; dha_jax/budget.py)
+  c.time_budget_pilot_steps = 20  # steps timed (after the first, which compiles) for that
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'sgd'           # 'sgd' (momentum) | 'nesterov' | 'adam' | 'adamw'
   o.momentum = 0.9
@@ -77,24 +84,18 @@ def get_config():
   pol.name = 'none'          # 'none' (standard only) | 'randaugment' | 'trivialaugment' | 'learned'
   pol.num_ops = 2            # randaugment: N ops per image
   pol.magnitude = 0.5        # randaugment: fixed |m| in [0, 1]
+  pol.estimator = 'importance'  # learned: 'importance' (value-1 factor p/stopgrad(p), batch-mean
+  #                               baseline; METHOD.md 2) | 'reference' (the literal L_DA = -mean p*loss)
   pol.temperature = 2.0      # learned: q = softmax((log p + gumbel)/T), one draw per step
   pol.gumbel = True          # learned: perturb the sampling distribution (False: sample p)
   pol.magnitude_search = 0.5  # learned: M while alpha is searched, m ~ U[0, M]
   pol.magnitude_tune = 0.5    # learned: M after the search phase
   pol.optimizer = ml_collections.ConfigDict(
       {'name': 'sgd', 'lr': 0.02, 'momentum': 0.9, 'nesterov': True, 'weight_decay': 5e-4})
-  c.hpo = h = ml_collections.ConfigDict()  # hyper-parameters eta (dha_jax/hpo/hypergrad.py)
-  h.enabled = False          # False: eta = (config.lr, config.weight_decay) x schedule
-  h.objective = 'train'      # 'val' (held-out batch) | 'train' (fresh batch) | 'lagged' (free)
-  h.lr_bounds = (1e-3, 0.05)
-  h.wd_bounds = (1e-4, 5e-4)
-  h.lr_init = config_dict.placeholder(float)  # None = midpoint (in `space`)
-  h.wd_init = config_dict.placeholder(float)
-  h.space = 'log'            # 'log' | 'linear' (stored normalised to the bounds)
-  h.per_group = False        # one eta per group: conv | dense | norm_bias
-  h.use_schedule = False     # True: learned lr x the base schedule
-  h.optimizer = ml_collections.ConfigDict(
-      {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999})  # lr: fraction of the range per step
+  # hyper-parameters eta: every field with its default and meaning is in
+  # dha_jax/hpo/hypergrad.py default_config() (enabled=False: eta = config.lr /
+  # config.weight_decay x the base schedule)
+  c.hpo = hypergrad.default_config()
   c.nas = ml_collections.ConfigDict({'strategy': 'none'})  # architecture alpha
   # (a search config sets c.nas = <strategy module>.default_config(): see dha_jax/nas)
   c.recalibration_batches = 20  # training batches whose BN statistics the exported model takes

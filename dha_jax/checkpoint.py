@@ -17,7 +17,8 @@ import orbax.checkpoint as ocp
 # whose codes keep moving can be told to stop sooner without losing the run).
 MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', 'progress',
               'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'time_budget_clock',
-              'dataset.data_dir', 'recalibration_batches', 'nas.freeze_threshold')
+              'dataset.data_dir', 'recalibration_batches', 'nas.freeze_threshold',
+              'nas.max_search_fraction', 'time_budget_pilot_steps', 'time_budget_sets_horizon')
 
 
 class IncompatibleCheckpoint(ValueError):

@@ -9,7 +9,13 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
 
   fixed        the fixed network, hand-set eta, standard augmentation (the baseline)
   randaugment  the same with RandAugment
+  trivialaugment  the same with TrivialAugment
+  da           learned tau alone on the fixed network (hand-set eta)
+  hpo          learned eta alone on the fixed network (standard augmentation)
   nas          architecture search alone (DSNAS / ISTA-NAS / DARTS)
+  random       the random control of `nas` (METHOD.md 3c): a genotype drawn uniformly with
+               config.seed from the same space, channels, cells and budget, trained like
+               the searched network's derived one
   da_hpo       learned tau and eta on the fixed network
   dha          everything at once: tau, alpha, eta and theta in one run
   sequential   NAS first, then DA+HPO training the derived network from scratch: two
@@ -22,8 +28,12 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
 
 import ml_collections
 
-VARIANTS = ('fixed', 'randaugment', 'nas', 'da_hpo', 'dha', 'sequential')
-SEARCHED = ('nas', 'dha', 'sequential')
+VARIANTS = ('fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo', 'nas', 'random',
+            'sequential', 'dha')
+SEARCHED = ('nas', 'random', 'dha', 'sequential')
+LEARNED_POLICY = ('da', 'da_hpo', 'dha', 'sequential')
+LEARNED_HPARAMS = ('hpo', 'da_hpo', 'dha', 'sequential')
+FIXED_COUNTERPART = {'dsnas': 'dsnas', 'ista': 'darts_fixed', 'darts': 'darts_fixed'}
 
 
 def parse(arg: str, default_strategy: str):
@@ -60,19 +70,25 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', fixed_nas=N
                      f'for {sorted(search)}')
   if variant in ('nas', 'dha'):
     c.nas = nas_config(strategy, search[strategy])
-  elif variant == 'sequential':  # the derived genotype, from scratch (compare.py sets it)
-    fixed = 'dsnas' if strategy == 'dsnas' else 'darts_fixed'
+  elif variant in ('sequential', 'random'):  # a fixed genotype of the searched space
+    fixed = FIXED_COUNTERPART[strategy]
     c.nas = nas_config(fixed, search[strategy])
-    c.nas.genotype = () if strategy == 'dsnas' else 'DARTS_V2'
+    if variant == 'random' and fixed == 'dsnas':
+      c.nas.random_genotype = True
+    elif variant == 'random':
+      c.nas.genotype = 'random'
+    else:  # the derived genotype, from scratch (compare.py sets it)
+      c.nas.genotype = () if fixed == 'dsnas' else 'DARTS_V2'
   elif fixed_nas:
     c.nas = ml_collections.ConfigDict(fixed_nas)
-  if variant == 'randaugment':
-    c.policy.name = 'randaugment'
-  if variant in ('da_hpo', 'dha', 'sequential'):
-    from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
+  if variant in ('randaugment', 'trivialaugment'):
+    c.policy.name = variant
+  if variant in LEARNED_POLICY:
     c.policy.name = 'learned'
     for k, v in (policy or {}).items():
       c.policy[k] = v
+  if variant in LEARNED_HPARAMS:
+    from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
     c.hpo = hypergrad.default_config()
     c.hpo.enabled = True
     for k, v in (hpo or {}).items():

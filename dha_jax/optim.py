@@ -4,6 +4,7 @@ The network optimizer is wrapped in optax.inject_hyperparams so that eta (learni
 weight decay) lives inside its state and can be set, and differentiated, each step.
 """
 
+import jax.numpy as jnp
 import optax
 
 NET_OPTIMIZERS = ('sgd', 'nesterov', 'adam', 'adamw')
@@ -32,17 +33,28 @@ def net_optimizer(cfg):
 
 
 def schedule_factor(cfg, steps_per_epoch: int, total_steps: int):
-  """Multiplier of the learning rate at a step: warm-up then cosine or constant."""
+  """Multiplier of the learning rate, f(step, horizon): linear warm-up, then cosine (or
+  constant) ending at step `horizon` (`total_steps` while it is 0, i.e. not fixed yet).
+  The horizon is traced in the step (TrainState.horizon), so that a time budget can fix
+  it after a pilot without a recompile (dha_jax/budget.py)."""
   warmup = int(cfg.warmup_epochs * steps_per_epoch)
-  if cfg.schedule == 'cosine':
-    base = optax.cosine_decay_schedule(1.0, max(1, total_steps - warmup))
-  elif cfg.schedule == 'constant':
-    base = optax.constant_schedule(1.0)
-  else:
+  if cfg.schedule not in ('cosine', 'constant'):
     raise ValueError(f"config.schedule={cfg.schedule!r}: use 'cosine' or 'constant'")
-  if warmup:
-    return optax.join_schedules([optax.linear_schedule(0.0, 1.0, warmup), base], [warmup])
-  return base
+
+  def factor(step, horizon):
+    step = jnp.asarray(step, jnp.float32)
+    if cfg.schedule == 'cosine':
+      end = jnp.where(horizon > 0, horizon, total_steps).astype(jnp.float32)
+      span = jnp.maximum(end - warmup, 1.0)
+      done = jnp.clip((step - warmup) / span, 0.0, 1.0)
+      base = 0.5 * (1.0 + jnp.cos(jnp.pi * done))
+    else:
+      base = jnp.ones_like(step)
+    if warmup:
+      return jnp.where(step < warmup, step / warmup, base)
+    return base
+
+  return factor
 
 
 def group_optimizer(cfg):

@@ -18,6 +18,8 @@ class TrainState(flax.struct.PyTreeNode):
   opt_state: dict     # {'net': inject_hyperparams state, 'arch', 'policy', 'hparams'}
   nas_state: Any      # non-differentiable search state (samples, masks, supports, ...)
   rng: jax.Array      # base key; step t uses fold_in(rng, t), so resume is exact
+  horizon: jax.Array  # int32: the step at which the base lr schedule ends (a time budget
+  #                     fixes it after a pilot: see train.Horizon)
 
 
 def optimizers(config, strategy, policy, hpo):
@@ -27,7 +29,8 @@ def optimizers(config, strategy, policy, hpo):
           'policy': policy.optimizer(), 'hparams': hpo.optimizer()}
 
 
-def create(config, strategy, policy, hpo, txs, image_shape, rng) -> TrainState:
+def create(config, strategy, policy, hpo, txs, image_shape, rng,
+           horizon: int) -> TrainState:
   """Initialises every group on the host (replicated later by the mesh)."""
   k_net, k_pol, k_state = jax.random.split(rng, 3)
   dummy = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
@@ -38,7 +41,7 @@ def create(config, strategy, policy, hpo, txs, image_shape, rng) -> TrainState:
   opt_state['hparams'] = hpo.init_opt_state(hparams, params['net'])
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, hparams=hparams,
                     batch_stats=batch_stats, opt_state=opt_state, nas_state=nas_state,
-                    rng=k_state)
+                    rng=k_state, horizon=jnp.asarray(horizon, jnp.int32))
 
 
 def num_params(tree) -> int:

@@ -53,11 +53,12 @@ class Components:
     x = preprocess.eval_transform(preprocess.to_float(images), self.config.preprocess)
     return preprocess.normalize(x, d.mean, d.std)
 
-  def eta(self, step, hparams):
-    """eta as the optimizer takes it at this step (learned value x base schedule)."""
+  def eta(self, step, hparams, horizon):
+    """eta as the optimizer takes it at this step (learned value x base schedule, which
+    ends at `horizon` steps: TrainState.horizon, fixed by a time budget's pilot)."""
     v = dict(self.hpo.values(hparams))
     if self.hpo.use_schedule:
-      v['learning_rate'] = v['learning_rate'] * self.lr_factor(step)
+      v['learning_rate'] = v['learning_rate'] * self.lr_factor(step, horizon)
     return v
 
 
@@ -125,7 +126,7 @@ def make_train_step(c: Components):
          c.hpo, inactive, tx=c.txs['net'],
          opt_state=state.opt_state['net'], params=state.params['net'],
          grads=grads['net'], hparams=state.hparams, hp_opt_state=state.opt_state['hparams'],
-         eta_fn=lambda hp: c.eta(state.step, hp),
+         eta_fn=lambda hp: c.eta(state.step, hp, state.horizon),
          hpo_loss=hpo_loss if 'hpo_image' in batch else None)
     for g in ('arch', 'policy'):
       updates, new_opt[g] = c.txs[g].update(grads[g], state.opt_state[g], state.params[g])

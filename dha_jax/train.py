@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import checkpoint, data, export, hpo, metrics_io, nas, optim, parallel
+from dha_jax import budget, checkpoint, data, export, hpo, metrics_io, nas, optim, parallel
 from dha_jax import state as state_lib
 from dha_jax import steps
 from dha_jax.augment import policies
@@ -22,27 +22,27 @@ class NonFiniteLoss(FloatingPointError):
   pass
 
 
-class TrainClock:
-  """Training time against config.time_budget_s, continued across resumes ('wall' seconds,
-  or 'process': CPU seconds of this process, fair when other jobs share the machine)."""
+class CompileLog:
+  """Seconds JAX spends tracing, lowering and compiling, and the number of XLA compiles,
+  from JAX's monitoring events (process-wide; a run reports the difference)."""
+  seconds, count = 0.0, 0
+  EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
+            '/jax/core/compile/jaxpr_to_mlir_module_duration',
+            '/jax/core/compile/backend_compile_duration')
 
-  CLOCKS = {'wall': time.time, 'process': time.process_time}
+  @classmethod
+  def listen(cls, event, duration, **kwargs):
+    del kwargs
+    if event in cls.EVENTS:
+      cls.seconds += duration
+      cls.count += event == cls.EVENTS[-1]
 
-  def __init__(self, config):
-    if config.time_budget_clock not in self.CLOCKS:
-      raise ValueError(f'config.time_budget_clock={config.time_budget_clock!r}: use '
-                       f"{' or '.join(map(repr, self.CLOCKS))}")
-    self.budget, self.now = config.time_budget_s, self.CLOCKS[config.time_budget_clock]
-    self.start(0.0)
+  @classmethod
+  def now(cls):
+    return cls.seconds, cls.count
 
-  def start(self, elapsed_before: float):
-    self.t0, self.before = self.now(), elapsed_before
 
-  def elapsed(self) -> float:
-    return self.before + self.now() - self.t0
-
-  def exhausted(self) -> bool:
-    return bool(self.budget) and self.elapsed() >= self.budget
+jax.monitoring.register_event_duration_secs_listener(CompileLog.listen)
 
 
 class _Preemption:
@@ -87,7 +87,8 @@ def setup(config, mesh):
   comps = steps.Components(config, strategy, policy, eta, txs, lr_factor)
   image_shape = _model_input_shape(config, ds)
   state = state_lib.create(config, strategy, policy, eta, txs, image_shape,
-                           jax.random.PRNGKey(config.seed))
+                           jax.random.PRNGKey(config.seed),
+                           budget.initial_horizon(config, total))
   return ds, comps, state, steps_per_epoch, total
 
 
@@ -122,6 +123,15 @@ class StepCache:
     return self.steps[key]
 
 
+def _search_cap(config, end):
+  """The step at which config.nas.max_search_fraction of the run is over (None: no cap,
+  or the run's length is not known yet)."""
+  fraction = float(config.nas.get('max_search_fraction', 0.0) or 0.0)
+  if not fraction or math.isinf(end):
+    return None
+  return max(1, int(math.ceil(fraction * end)))
+
+
 def _searching(comps, state) -> bool:
   return bool(jax.device_get(comps.strategy.searching(state.nas_state)))
 
@@ -134,7 +144,8 @@ def _all_finite(tree):
 def train_and_evaluate(config, workdir: str, devices=None):
   """Trains (or resumes) the run in `workdir`; returns the result dict (also result.json)."""
   t_start = time.time()
-  clock = TrainClock(config)
+  clock = budget.TrainClock(config)
+  compile_start = CompileLog.now()
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(devices)
   ds, comps, state, steps_per_epoch, total = setup(config, mesh)
@@ -160,11 +171,19 @@ def train_and_evaluate(config, workdir: str, devices=None):
     arch_it = ds.train_iterator('val', config.batch_size, config.seed + 2, start, pi, pc)
   searching = _searching(comps, state)
   print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
+  if not budget.sets_horizon(config) and int(jax.device_get(state.horizon)) != total:
+    state = budget.set_horizon(state, total)  # num_epochs / num_steps changed on resume
+  end = int(jax.device_get(state.horizon))  # the last step (the schedule's end)
+  pilot = None
+  if end == budget.UNSET:  # a time budget sets it after a pilot; until then, the budget
+    pilot, end = budget.Pilot(config, clock, steps_per_epoch), math.inf
+  cap = _search_cap(config, end)
+  progress.total = end if math.isfinite(end) else total
 
   step, t_log, s_log, preempted, last = start, time.time(), start, False, None
   clock.start(ckpt.elapsed_at(start) if resumed else 0.0)
   with _Preemption() as preemption:
-    while step < total:
+    while step < end:
       if clock.exhausted():
         print(f'time budget of {config.time_budget_s:g} s ({config.time_budget_clock}) '
               f'reached at step {step}; finishing the run here', flush=True)
@@ -186,8 +205,15 @@ def train_and_evaluate(config, workdir: str, devices=None):
             'config.optimizer.grad_clip_norm, then run again in a new workdir.')
       last = metrics
       step += 1
+      if pilot is not None and (h := pilot.after_step(step)) is not None:
+        state, end, pilot = budget.set_horizon(state, h), h, None
+        progress.total = h
+        cap = _search_cap(config, end)
+        writer.write(step, {'event': 'horizon', 'horizon': h, 'train_time_s': clock.elapsed()})
+        print(f'time budget: the schedule ends at step {h} (timed over the first steps); '
+              f'the search, if any, is capped at step {cap}', flush=True)
       epoch_done = step % steps_per_epoch == 0
-      if step % config.log_every_steps == 0 or step == total or epoch_done:
+      if step % config.log_every_steps == 0 or step == end or epoch_done:
         metrics = jax.device_get(metrics)
         now = time.time()
         sps = (step - s_log) / max(now - t_log, 1e-9)
@@ -202,15 +228,20 @@ def train_and_evaluate(config, workdir: str, devices=None):
           scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
         writer.write(step, scalars)
         progress(step, scalars['epoch'], scalars, sps)
-      if epoch_done and step < total:  # the trained structure is the one exported
-        state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
+      capped = searching and cap is not None and step >= cap
+      if (epoch_done or capped) and step < end:  # the trained structure is the one exported
+        if epoch_done:
+          state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
+        if capped:  # config.nas.max_search_fraction: fix whatever still searches
+          state = comps.strategy.stop_search(state)
         train_step, eval_step = compiled(state)
         _arch_pictures(workdir, comps, state, writer, step)
-        if searching and not _searching(comps, state):
-          searching = False
-          writer.write(step, {'event': 'search_end', 'epoch': step / steps_per_epoch})
-          print(f'phase: search ended at step {step} (epoch {step // steps_per_epoch}); '
-                'the derived network trains on (tau and eta continue)', flush=True)
+      if searching and (epoch_done or capped) and step < end and not _searching(comps, state):
+        searching = False
+        writer.write(step, {'event': 'search_end', 'epoch': step / steps_per_epoch,
+                            'search_capped': capped})
+        print(f'phase: search ended at step {step} (epoch {step / steps_per_epoch:.2f}); '
+              'the derived network trains on (tau and eta continue)', flush=True)
       if ckpt.should_save(step) or preemption.requested:
         if not _all_finite(state.params):
           raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
@@ -229,11 +260,16 @@ def train_and_evaluate(config, workdir: str, devices=None):
     print(f'SIGTERM: saved step {step} to {ckpt.dir}; run the same command to resume.',
           flush=True)
     return {'preempted': True, 'step': step}
+  train_time = clock.elapsed()  # training only (the final save, test and export follow)
   if ckpt.latest_step() != step and _all_finite(state.params):
-    ckpt.save(state, step, force=True, elapsed_s=clock.elapsed())
+    ckpt.save(state, step, force=True, elapsed_s=train_time)
   ckpt.close()
   result = finish(config, workdir, state, ds, comps, mesh, step, time.time() - t_start,
-                  writer)
+                  writer, extra={
+                      'train_time_s': train_time, 'horizon': int(
+                          jax.device_get(state.horizon)),
+                      'compile_s': CompileLog.now()[0] - compile_start[0],
+                      'num_compiles': CompileLog.now()[1] - compile_start[1]})
   writer.write(step, {k: v for k, v in result.items() if isinstance(v, (int, float))})
   writer.close()
   return result
@@ -269,7 +305,7 @@ def _model_input_shape(config, ds):
   return shape
 
 
-def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer):
+def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer, extra=None):
   """The derived child (BN recalibrated) is exported to <workdir>/model and its test
   accuracy is the run's result; result.json and the pictures of what was learned."""
   module, variables, genotype = comps.strategy.child(state)
@@ -284,7 +320,7 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer):
   result = evaluate(eval_child, parallel.replicate(variables, mesh), ds, 'test', config, mesh)
   if ds.num_classes <= 10:
     result.pop('test/top5')
-  hp = jax.device_get(comps.eta(state.step, state.hparams))
+  hp = jax.device_get(comps.eta(state.step, state.hparams, state.horizon))
   result.update({
       'num_params': state_lib.num_params(variables['params']),
       'model_flops': export.forward_flops(module, variables, _model_input_shape(config, ds)),
@@ -295,6 +331,7 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer):
       'hparams': {k: np.asarray(v).tolist() for k, v in hp.items()},
       'dataset': ds.name,
       'devices': int(mesh.devices.size),
+      **(extra or {}),
   })
   result.update(comps.policy.summary(state.params['policy']))
   result.update(comps.strategy.summary(state.params['arch'], state.nas_state))

@@ -22,6 +22,12 @@ BATCH = len(ops.OP_NAMES) * NUM_PHOTOS * len(MAGNITUDES)  # 196
 POINT_OPS = ("AutoContrast", "Equalize", "Posterize", "Solarize", "Identity")
 ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")
 GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
+# No magnitude (METHOD.md section 2): full strength at every m, as in PIL.
+MAGNITUDE_FREE_OPS = ("AutoContrast", "Equalize", "Identity")
+# Magnitudes for the magnitude-free checks: 0 (both signs), tiny and small
+# ones (where a blend with |m| would be near the identity), and larger ones.
+FREE_MAGNITUDES = (0.0, -0.0, 1e-6, -1e-6, 1e-3, -0.004, 0.01, -0.05, 0.1,
+                   -0.25, 0.5, -0.75, 1.0, -1.0)
 
 # Tolerances, in 8-bit levels (1 level = 1/255).
 # Point ops replay PIL's integer arithmetic: every level must be equal.
@@ -75,10 +81,10 @@ def pil_reference(image, name, m):
         return image.rotate(30 * m, resample=Image.BILINEAR, fillcolor=fill)
     if name in ENHANCE_OPS:
         return getattr(ImageEnhance, name)(image).enhance(1 + 0.9 * m)
-    if name == "AutoContrast":
-        return Image.blend(image, ImageOps.autocontrast(image), abs(m))
+    if name == "AutoContrast":  # magnitude-free: m is ignored
+        return ImageOps.autocontrast(image)
     if name == "Equalize":
-        return Image.blend(image, ImageOps.equalize(image), abs(m))
+        return ImageOps.equalize(image)
     if name == "Posterize":
         return ImageOps.posterize(image, 8 - round(4 * abs(m)))
     if name == "Solarize":
@@ -186,9 +192,33 @@ def test_histogram_ops_equal_pil_on_corner_cases(name):
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L"])
-def test_zero_magnitude_is_identity(mode):
+@pytest.mark.parametrize("name", MAGNITUDE_FREE_OPS)
+def test_magnitude_free_ops_ignore_magnitude(name, mode):
+    """At every m, 0 and tiny ones included, the output is the same (bit for
+    bit) and equals PIL's full-strength op exactly (no blend with |m|)."""
     images = to_array(PHOTOS[mode] * (BATCH // NUM_PHOTOS))
-    op_ids = np.arange(BATCH, dtype=np.int32) % len(ops.OP_NAMES)
+    # Image i is photo i % 2; each photo meets every magnitude.
+    mags = np.resize(np.repeat(np.float32(FREE_MAGNITUDES), NUM_PHOTOS), BATCH)
+    op_ids = np.full(BATCH, ops.OP_NAMES.index(name), np.int32)
+    out = np.asarray(ops.apply(images, op_ids, mags))
+    for p in range(NUM_PHOTOS):
+        same_photo = out[p::NUM_PHOTOS]
+        np.testing.assert_array_equal(same_photo, np.broadcast_to(
+            same_photo[:1], same_photo.shape))
+        ref = np.asarray(pil_reference(PHOTOS[mode][p], name, 0.0))
+        np.testing.assert_array_equal(np.round(out[p] * 255),
+                                      ref.reshape(out[p].shape))
+    if name != "Identity":  # full strength changes these photos at m = 0
+        assert np.abs(np.round(out[0] * 255) - np.round(images[0] * 255)).max() > 0
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_zero_magnitude_is_identity(mode):
+    """m = 0 is the identity for every op but AutoContrast and Equalize."""
+    images = to_array(PHOTOS[mode] * (BATCH // NUM_PHOTOS))
+    identity_at_zero = [k for k, name in enumerate(ops.OP_NAMES)
+                        if name not in ("AutoContrast", "Equalize")]
+    op_ids = np.resize(np.array(identity_at_zero, np.int32), BATCH)
     signs = np.where(np.arange(BATCH) % 2, 0.0, -0.0).astype(np.float32)
     out = np.asarray(ops.apply(images, op_ids, signs))
     np.testing.assert_allclose(out, images, rtol=0, atol=IDENTITY_ATOL)

@@ -174,3 +174,39 @@ def test_unknown_source_is_clear(test_config):
   test_config.dataset.source = 'nope'
   with pytest.raises(ValueError, match='config.dataset.source'):
     data.load(test_config.dataset, seed=0)
+
+
+def test_train_subset_is_stratified_deterministic_and_disjoint_from_val():
+  # 300 unique images, classes 0/1/2 in proportion 1:2:3; val held out first, as load does.
+  x = np.arange(300, dtype=np.uint16).view(np.uint8).reshape(300, 1, 2, 1)
+  labels = np.repeat([0, 1, 2], [50, 100, 150])
+  train, val = base.hold_out(base.Split(x, labels), 60, seed=3)
+  sub = base.stratified_subset(train, 61, seed=3)
+  assert len(sub) == 61 and len(set(_ids(sub))) == 61
+  assert _ids(sub) <= _ids(train) and not _ids(sub) & _ids(val)
+  counts = np.bincount(sub.labels, minlength=3)
+  expect = np.bincount(train.labels, minlength=3) * 61 / len(train)
+  assert np.all(np.abs(counts - expect) < 1), (counts, expect)  # largest-remainder rounding
+  again = base.stratified_subset(train, 61, seed=3)
+  np.testing.assert_array_equal(again.images, sub.images)
+  other = base.stratified_subset(train, 61, seed=4)
+  assert _ids(other) != _ids(sub)
+  with pytest.raises(ValueError, match='train_subset=241'):
+    base.stratified_subset(train, 241, seed=3)
+
+
+def test_train_subset_through_load(test_config):
+  test_config.dataset.train_subset = 200
+  ds = data.load(test_config.dataset, seed=0)
+  full = data.load(dict_without_subset(test_config.dataset), seed=0)
+  assert len(ds.train) == 200 and len(ds.val) == len(full.val)
+  np.testing.assert_array_equal(ds.val.images, full.val.images)  # val unchanged
+  counts = np.bincount(ds.train.labels, minlength=10)
+  expect = np.bincount(full.train.labels, minlength=10) * 200 / len(full.train)
+  assert np.all(np.abs(counts - expect) < 1)
+
+
+def dict_without_subset(dataset_config):
+  c = dataset_config.copy_and_resolve_references()
+  c.train_subset = 0
+  return c

@@ -1,10 +1,13 @@
-"""The augmentation policy tau: sampling, the L_DA gradient and its sign, the pipeline."""
+"""The augmentation policy tau: sampling, the L_DA gradient of both estimators and its
+sign, the baseline, the pipeline."""
 
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
+import pytest
 from scipy import stats
 
 from dha_jax import parallel, steps, train
@@ -31,30 +34,147 @@ def test_gumbel_sampling_is_shared_per_step_and_varies_over_steps():
   assert not np.array_equal(a, c)
 
 
-def test_tau_gradient_equals_closed_form():
-  rng = np.random.default_rng(0)
-  tau = jnp.asarray(rng.normal(size=(14, 14)), jnp.float32)
-  pairs = jnp.asarray(rng.integers(0, 196, 64))
-  losses = jnp.asarray(rng.uniform(0, 3, 64), jnp.float32)
-  g = jax.grad(learned.policy_loss)(tau, pairs, losses).reshape(-1)
-  p = np.asarray(jax.nn.softmax(tau.reshape(-1)), np.float64)
-  expected = np.zeros(196)
-  for u, l in zip(np.asarray(pairs), np.asarray(losses)):
+def _closed_form_gradient(tau, pairs, losses, estimator):
+  """The METHOD.md section 2 gradient of L_DA, in float64.
+
+  reference:  -(1/B) sum_k l_k p_{u_k} (e_{u_k} - p)
+  importance: -(1/B) sum_k (l_k - lbar) (e_{u_k} - p), lbar = mean_k l_k
+  """
+  tau = np.asarray(tau, np.float64).reshape(-1)
+  p = np.exp(tau - tau.max())
+  p /= p.sum()
+  losses = np.asarray(losses, np.float64)
+  lbar = losses.mean()
+  g = np.zeros(196)
+  for u, l in zip(np.asarray(pairs), losses):
     e = np.zeros(196)
     e[u] = 1
-    expected -= l * p[u] * (e - p)
-  expected /= 64
-  np.testing.assert_allclose(np.asarray(g), expected, atol=1e-7, rtol=1e-4)
+    g -= (l * p[u] if estimator == 'reference' else l - lbar) * (e - p)
+  return g / len(losses)
 
 
-def test_training_tau_favours_the_destructive_pair():
+def _random_problem(seed, batch=64):
+  rng = np.random.default_rng(seed)
+  tau = jnp.asarray(rng.normal(size=(14, 14)) * 1.5, jnp.float32)
+  pairs = jnp.asarray(rng.integers(0, 196, batch), jnp.int32)  # with repeats
+  losses = jnp.asarray(rng.uniform(0, 3, batch), jnp.float32)
+  return tau, pairs, losses
+
+
+# float32 autodiff against the float64 formula: 1e-6 of the gradient's largest entry.
+GRAD_RTOL = 1e-6
+
+
+@pytest.mark.parametrize('estimator', learned.ESTIMATORS)
+@pytest.mark.parametrize('seed', [0, 1])
+def test_tau_gradient_equals_closed_form(estimator, seed):
+  tau, pairs, losses = _random_problem(seed)
+  g = jax.grad(learned.policy_loss)(tau, pairs, losses, estimator).reshape(-1)
+  expected = _closed_form_gradient(tau, pairs, losses, estimator)
+  scale = np.abs(expected).max()
+  assert scale > 0
+  np.testing.assert_allclose(np.asarray(g, np.float64), expected, rtol=GRAD_RTOL,
+                             atol=GRAD_RTOL * scale)
+
+
+@pytest.mark.parametrize('estimator', learned.ESTIMATORS)
+def test_minimising_l_da_raises_the_probability_of_high_loss_pairs(estimator):
+  """One small SGD step on L_DA: the highest-loss pair gains probability and gains on the
+  lowest-loss one; with the baseline, below-mean pairs lose probability. The four pairs
+  share one logit in an otherwise random tau: the literal form weights a sample by
+  l_k p_{u_k}, so only at equal p does its ranking follow the loss alone."""
+  tau, _, _ = _random_problem(2)
+  pairs = jnp.array([3, 50, 101, 177], jnp.int32)
+  tau = tau.reshape(-1).at[pairs].set(0.3).reshape(14, 14)
+  losses = jnp.array([2.5, 0.2, 1.0, 1.6], jnp.float32)  # mean 1.325
+  g = jax.grad(learned.policy_loss)(tau, pairs, losses, estimator)
+  p0 = np.asarray(learned.probabilities(tau), np.float64).reshape(-1)
+  p1 = np.asarray(learned.probabilities(tau - 1e-2 * g), np.float64).reshape(-1)
+  assert p1[3] > p0[3]
+  assert p1[3] / p1[50] > p0[3] / p0[50]
+  if estimator == 'importance':
+    assert p1[50] < p0[50] and p1[101] < p0[101] and p1[177] > p0[177]
+
+
+def test_importance_gradient_is_zero_for_equal_losses():
+  """The baseline: when every sample has the same loss there is nothing to prefer."""
+  tau, pairs, _ = _random_problem(3)
+  # 1.5: the float32 batch mean is exact, so the gradient is exactly 0.
+  losses = jnp.full(pairs.shape, 1.5, jnp.float32)
+  g = jax.grad(learned.policy_loss)(tau, pairs, losses, 'importance')
+  np.testing.assert_array_equal(np.asarray(g), 0.0)
+  # 1.7: the mean is off by at most an ulp of 1.7, and |g_j| <= 2 max_k |l_k - lbar|.
+  losses = jnp.full(pairs.shape, 1.7, jnp.float32)
+  g = jax.grad(learned.policy_loss)(tau, pairs, losses, 'importance')
+  assert np.abs(np.asarray(g)).max() <= 2 * np.spacing(np.float32(1.7))
+  # The literal form is not centred: it still moves tau.
+  g_ref = jax.grad(learned.policy_loss)(tau, pairs, losses, 'reference')
+  assert np.abs(np.asarray(g_ref)).max() > 1e-4
+
+
+def test_importance_loss_is_finite_for_vanishing_probabilities():
+  tau = jnp.zeros((14, 14)).at[0, 0].set(-200.0)  # p of pair 0 underflows float32
+  pairs, losses = jnp.array([0, 1]), jnp.array([2.0, 1.0])
+  g = jax.grad(learned.policy_loss)(tau, pairs, losses, 'importance')
+  expected = _closed_form_gradient(tau, pairs, losses, 'importance')
+  np.testing.assert_allclose(np.asarray(g, np.float64).reshape(-1), expected, atol=1e-7)
+
+
+def test_importance_baseline_is_the_global_batch_mean(test_config):
+  """In the step (shard_map over 4 devices, gradients pmean'd) lbar is the mean over the
+  GLOBAL batch: the averaged gradient is the closed form of the whole batch, though the
+  devices' losses have different means."""
+  test_config.policy.name = 'learned'
+  policy = learned.LearnedPolicy(test_config)
+  mesh = parallel.make_mesh()
+  n_dev = mesh.devices.size
+  assert n_dev > 1
+  tau, pairs, losses = _random_problem(4, batch=16 * n_dev)
+  losses = losses + jnp.repeat(jnp.arange(n_dev, dtype=jnp.float32), 16)  # per-device offsets
+
+  def grad_fn(tau, pairs, losses):
+    g = jax.grad(lambda t: policy.loss({'tau': t}, {'pairs': pairs}, losses))(tau)
+    return parallel.pmean(g)
+
+  R, S = parallel.REPLICATED, parallel.SHARDED
+  g = parallel.data_parallel(grad_fn, mesh, (R, S, S), R)(tau, pairs, losses)
+  expected = _closed_form_gradient(tau, pairs, losses, 'importance')
+  np.testing.assert_allclose(np.asarray(g, np.float64).reshape(-1), expected,
+                             rtol=GRAD_RTOL, atol=GRAD_RTOL * np.abs(expected).max())
+  # Outside a mapped axis the same loss takes the (then global) batch mean itself.
+  g_host = jax.grad(lambda t: policy.loss({'tau': t}, {'pairs': pairs}, losses))(tau)
+  np.testing.assert_allclose(np.asarray(g_host, np.float64).reshape(-1), expected,
+                             rtol=GRAD_RTOL, atol=GRAD_RTOL * np.abs(expected).max())
+
+
+def test_estimator_config(test_config):
+  test_config.policy.name = 'learned'
+  assert learned.LearnedPolicy(test_config).estimator == 'importance'  # the default
+  old = test_config.policy.to_dict()
+  del old['estimator']  # configs written before the field existed
+  assert learned.LearnedPolicy(
+      ml_collections.ConfigDict({'policy': old})).estimator == 'importance'
+  test_config.policy.estimator = 'reference'
+  assert learned.LearnedPolicy(test_config).estimator == 'reference'
+  test_config.policy.estimator = 'score'
+  with pytest.raises(ValueError, match=r"config\.policy\.estimator='score'.*importance.*"
+                     r"reference"):
+    learned.LearnedPolicy(test_config)
+  with pytest.raises(ValueError, match='estimator'):
+    learned.policy_loss(jnp.zeros((14, 14)), jnp.zeros(2, jnp.int32), jnp.ones(2), 'score')
+
+
+# The importance estimator's gradient is ~196x the literal one's at uniform p.
+@pytest.mark.parametrize('estimator,lr', [('reference', 5.0), ('importance', 5.0 / 196)],
+                         ids=['reference', 'importance'])
+def test_training_tau_favours_the_destructive_pair(estimator, lr):
   """Toy: the 'loss' of a sample is how much its augmentation destroyed the image
   (squared error to the original). Minimising L_DA must raise the probability of the
   most destructive pairs and lower the harmless Identity+Identity."""
   from sklearn.datasets import load_sample_images  # pylint: disable=g-import-not-at-top
   img = load_sample_images().images[0][::16, ::16] / 255.0
   images = jnp.asarray(np.repeat(img[None], 256, axis=0), jnp.float32)
-  tx = optax.sgd(5.0)
+  tx = optax.sgd(lr)
   tau = jnp.zeros((14, 14))
   opt = tx.init(tau)
 
@@ -65,7 +185,7 @@ def test_training_tau_favours_the_destructive_pair():
     mags = jax.vmap(lambda k: learned.signed_magnitudes(k, (2,), 1.0))(keys)
     out = ops.apply_pair(images, pairs // 14, pairs % 14, mags[:, 0], mags[:, 1])
     losses = jnp.mean((out - images) ** 2, axis=(1, 2, 3))
-    g = jax.grad(learned.policy_loss)(tau, pairs, losses)
+    g = jax.grad(learned.policy_loss)(tau, pairs, losses, estimator)
     upd, opt = tx.update(g, opt, tau)
     return optax.apply_updates(tau, upd), opt, losses, pairs
 

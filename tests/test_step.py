@@ -36,7 +36,8 @@ def test_state_has_every_group(test_config):
   kernel = state.params['net']['Conv_0']['kernel']
   chex.assert_shape(kernel, (3, 3, 1, 8))
   assert state_lib.num_params(state.params['net']) > 0
-  assert comps.eta(0, state.hparams)['learning_rate'] == pytest.approx(test_config.lr)
+  assert comps.eta(0, state.hparams, state.horizon)['learning_rate'] == pytest.approx(
+      test_config.lr)
 
 
 def test_one_and_four_devices_agree(test_config):

@@ -115,6 +115,7 @@ def test_time_budget_continues_across_a_resume(reference_run, tmp_path):
   assert 0 < logged[-1]['train_time_s'] <= spent  # the last log precedes the final save
   config = config.copy_and_resolve_references()
   config.num_steps, config.time_budget_s = 2 * STEPS, spent / 2
+  config.time_budget_sets_horizon = False  # the budget as a cap on num_steps (the clock's test)
   result = train.train_and_evaluate(config, workdir)
   assert result['steps'] == STEPS  # not one step more
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:

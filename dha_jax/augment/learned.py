@@ -3,19 +3,27 @@
 tau in R^{14x14}: logits over ORDERED pairs (first op, second op), one softmax over all
 196. Each step draws one Gumbel-perturbed sampling distribution q = softmax((log p + g)/T)
 (the same on every device), then every sample its own pair from q and its own two
-magnitudes m ~ U[0, M] with a random sign. The policy loss
-    L_DA = - mean_k p_{u_k}(tau) * stopgrad(loss_k)
-raises the probability of pairs that give a HIGH training loss (harder augmentations).
+magnitudes m ~ U[0, M] with a random sign. The policy loss L_DA raises the probability
+of pairs that give a HIGH training loss l_k (harder augmentations); config.policy.estimator
+picks its form (l_k are constants to it):
+  'importance' (default)  L_DA = - mean_k (p_{u_k} / stopgrad(p_{u_k})) * (l_k - lbar)
+      p_{u_k}/stopgrad(p_{u_k}) is a value-1 factor (as DSNAS's z) and lbar the mean of l
+      over the GLOBAL batch (a baseline). Gradient -(1/B) sum_k (l_k - lbar)(e_{u_k} - p):
+      the direction of the literal form, ~196x larger at uniform p. Its value is ~0 (not a
+      quantity to log). Inside the step's shard_map lbar is pmean'd over 'data'.
+  'reference'             L_DA = - mean_k p_{u_k}(tau) * l_k   (the papers' literal form)
+      Gradient -(1/B) sum_k l_k p_{u_k} (e_{u_k} - p).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import optim
+from dha_jax import optim, parallel
 from dha_jax.augment import ops
 
 NUM_OPS = len(ops.OP_NAMES)
+ESTIMATORS = ('importance', 'reference')
 
 
 def pair_names():
@@ -41,10 +49,36 @@ def signed_magnitudes(key, shape, max_magnitude):
   return jnp.where(jax.random.bernoulli(k_s, shape=shape), m, -m)
 
 
-def policy_loss(tau, pairs, losses):
-  """L_DA; its gradient is -(1/B) sum_k loss_k p_{u_k} (e_{u_k} - p)."""
-  p = jax.nn.softmax(tau.reshape(-1))
-  return -jnp.mean(p[pairs] * jax.lax.stop_gradient(losses))
+def policy_loss(tau, pairs, losses, estimator='importance', axis_name=None):
+  """L_DA of the pairs u_k and per-sample losses l_k (constants); see the module docstring.
+
+  axis_name: the mapped axis the batch is sharded over, if any. 'importance' then takes
+  lbar over the whole global batch (a pmean of the per-device means, which the equal
+  per-device batches make exact), so that the step's pmean of the gradients gives the
+  formula above for the global batch B.
+  """
+  losses = jax.lax.stop_gradient(losses)
+  if estimator == 'reference':
+    p = jax.nn.softmax(tau.reshape(-1))
+    return -jnp.mean(p[pairs] * losses)
+  if estimator == 'importance':
+    baseline = jnp.mean(losses)
+    if axis_name is not None:
+      baseline = jax.lax.pmean(baseline, axis_name)
+    # p_u / stopgrad(p_u) in log space: value 1, gradient e_u - p, finite for tiny p_u.
+    logp = jax.nn.log_softmax(tau.reshape(-1))[pairs]
+    weight = jnp.exp(logp - jax.lax.stop_gradient(logp))
+    return -jnp.mean(weight * (losses - baseline))
+  raise ValueError(f'estimator={estimator!r} is unknown; choose one of {ESTIMATORS}')
+
+
+def _bound_data_axis():
+  """parallel.AXIS while tracing inside the step's shard_map, else None."""
+  try:
+    jax.lax.axis_size(parallel.AXIS)
+  except NameError:  # JAX's error for an unbound axis name
+    return None
+  return parallel.AXIS
 
 
 class LearnedPolicy:
@@ -52,6 +86,10 @@ class LearnedPolicy:
 
   def __init__(self, config):
     self.cfg = config.policy
+    self.estimator = self.cfg.get('estimator', 'importance')  # old configs lack the field
+    if self.estimator not in ESTIMATORS:
+      raise ValueError(f'config.policy.estimator={self.estimator!r} is unknown; choose one '
+                       f'of {ESTIMATORS}')
 
   def init(self, rng):
     del rng
@@ -68,7 +106,8 @@ class LearnedPolicy:
     return out, {'pairs': pairs}
 
   def loss(self, tau, aux, losses):
-    return policy_loss(tau['tau'], aux['pairs'], losses)
+    return policy_loss(tau['tau'], aux['pairs'], losses, self.estimator,
+                       axis_name=_bound_data_axis())
 
   def optimizer(self):
     return optim.group_optimizer(self.cfg.optimizer)

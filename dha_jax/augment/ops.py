@@ -2,10 +2,15 @@
 
 Every op follows PIL (the reference DHA/RandAugment use) with magnitude
 m in [-1, 1]: |m| is the strength (m = 0 is the identity) and the sign a
-direction where the op has one. AutoContrast and Equalize, which PIL gives
-no strength, are PIL's ``Image.blend(image, op(image), |m|)``. Each image of a batch gets its own op, yet
-no image pays for all 14. The ops fall into three groups, each one cheap
-batch-wide kernel that leaves the other groups' images untouched:
+direction where the op has one. AutoContrast, Equalize and Identity take no
+magnitude (METHOD.md section 2): they ignore m and are applied at full
+strength, exactly PIL's ``ImageOps.autocontrast`` / ``ImageOps.equalize``
+(no blending), as in timm's RandAugment and the reference DHA; so m = 0 is
+the identity for every op but these two.
+
+Each image of a batch gets its own op, yet no image pays for all 14. The
+ops fall into three groups, each one cheap batch-wide kernel that leaves
+the other groups' images untouched:
 
 * geometric: one bilinear warp (other images get the identity matrix);
 * enhance: one blend ``degenerate + f (image - degenerate)``;
@@ -248,14 +253,6 @@ def _equalize_table(hist, hi):
     return jnp.where(step > 0, jnp.clip(table, 0, 255).astype(jnp.int32), _LEVELS)
 
 
-def _blend_table(table, m):
-    """Image.blend(image, table op(image), |m|) as a table: PIL truncates
-    ``v + a (t - v)`` computed in float32, so |m| = 1 gives t exactly."""
-    levels = _LEVELS.astype(jnp.float32)
-    strength = jnp.abs(m)[:, None, None]
-    return jnp.floor(_pil_blend(levels, table, strength)).astype(jnp.int32)
-
-
 def _posterize_table(m):
     """PIL ImageOps.posterize keeping 8 - round(4 |m|) bits."""
     dropped = jnp.round(POSTERIZE_BITS * jnp.abs(m)).astype(jnp.int32)
@@ -285,8 +282,8 @@ def _table(q, ops, m):
     hi = 255 - jnp.argmax(present[..., ::-1], axis=2)[..., None]
     candidates = jnp.stack([
         jnp.broadcast_to(_LEVELS, shape),  # every non-table op
-        _blend_table(_autocontrast_table(lo, hi), m),
-        _blend_table(_equalize_table(hist, hi), m),
+        _autocontrast_table(lo, hi),  # magnitude-free: full strength
+        _equalize_table(hist, hi),
         jnp.broadcast_to(_posterize_table(m), shape),
         jnp.broadcast_to(_solarize_table(m), shape),
     ], axis=1).astype(jnp.float32)
@@ -371,7 +368,8 @@ def apply(images, ops, magnitudes):
 
     images: float32 [N, H, W, C] in [0, 1], C in {1, 3}; ops: int [N]
     indices into OP_NAMES (others act as Identity); magnitudes: float [N],
-    clipped to [-1, 1]. Returns float32 [N, H, W, C] in [0, 1].
+    clipped to [-1, 1] (AutoContrast, Equalize and Identity ignore theirs).
+    Returns float32 [N, H, W, C] in [0, 1].
     """
     m = jnp.clip(_as_stages(magnitudes, dtype=jnp.float32), -1.0, 1.0)
     return _run(jnp.asarray(images, jnp.float32),

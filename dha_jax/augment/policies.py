@@ -44,7 +44,9 @@ class NoPolicy:
 
 
 class RandAugment(NoPolicy):
-  """RandAugment: N ops drawn uniformly per sample, fixed magnitude M (random sign)."""
+  """RandAugment: N ops drawn uniformly per sample, fixed magnitude M (random sign).
+
+  AutoContrast, Equalize and Identity ignore M (full strength, METHOD.md section 2)."""
 
   def __init__(self, config):
     self.n, self.m = config.policy.num_ops, config.policy.magnitude
@@ -59,7 +61,9 @@ class RandAugment(NoPolicy):
 
 
 class TrivialAugment(NoPolicy):
-  """TrivialAugment: one uniformly drawn op per sample, magnitude ~ U[-1, 1]."""
+  """TrivialAugment: one uniformly drawn op per sample, magnitude ~ U[-1, 1].
+
+  AutoContrast, Equalize and Identity ignore it (full strength, METHOD.md section 2)."""
 
   def augment(self, tau, images, step_key, sample_keys, searching):
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 20))(sample_keys)

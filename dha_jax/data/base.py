@@ -73,6 +73,25 @@ def hold_out(train: Split, val_size: int, seed: int, what: str = 'train'):
   return train.take(np.sort(perm[val_size:])), train.take(np.sort(perm[:val_size]))
 
 
+def stratified_subset(train: Split, size: int, seed: int) -> Split:
+  """`size` examples of `train`, each class in proportion to its count (largest
+  remainders round), drawn by a seeded permutation: the same subset for every variant of
+  a seed. Taken from the training split only, so it stays disjoint from val."""
+  if not 0 < size <= len(train):
+    raise ValueError(f'config.dataset.train_subset={size} must be in [1, {len(train)}] (the '
+                     f'training split after the val hold-out has {len(train)} examples; 0 = '
+                     'all of it)')
+  classes, counts = np.unique(train.labels, return_counts=True)
+  quota = counts * size / len(train)
+  take = np.floor(quota).astype(int)
+  order = np.argsort(-(quota - take), kind='stable')  # largest remainders get one more
+  take[order[:size - take.sum()]] += 1
+  rng = np.random.default_rng([seed, 11])
+  idx = [rng.permutation(np.flatnonzero(train.labels == c))[:k]
+         for c, k in zip(classes, take)]
+  return train.take(np.sort(np.concatenate(idx)))
+
+
 def check_batch(global_batch: int, process_count: int, what: str = 'config.batch_size'):
   if global_batch % process_count:
     raise ValueError(f'{what}={global_batch} is not divisible by the {process_count} '

@@ -45,6 +45,11 @@ def default_config():
   h.space = 'log'            # 'log' | 'linear': eta's optimizer steps in log(value) or value (normalised to the bounds)
   h.per_group = False        # one eta per parameter group: conv kernels | dense kernels | norm scales and biases
   h.use_schedule = False     # True: lr = learned lr x base schedule (config.schedule); False: learned lr only
+  h.lr_mode = 'absolute'     # 'absolute': lr learned in lr_bounds (the reference) | 'multiplier':
+  #                            lr = config.lr x schedule x m, m learned in lr_multiplier_bounds
+  #                            from 1 (METHOD.md 4; use_schedule, lr_bounds and lr_init unused)
+  h.lr_multiplier_bounds = (0.25, 4.0)
+  h.learn_wd = True          # False: weight decay stays config.weight_decay (only lr is learned)
   h.optimizer = ml_collections.ConfigDict(
       {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999})  # eta's optimizer; lr is a fraction of the bound range per step
   return h
@@ -82,17 +87,32 @@ class LearnedHparams:
       raise ValueError(f'config.hpo.objective={h.objective!r}: use one of {OBJECTIVES}')
     if h.space not in ('log', 'linear'):
       raise ValueError(f"config.hpo.space={h.space!r}: use 'log' or 'linear'")
-    self.objective, self.use_schedule = h.objective, bool(h.use_schedule)
-    self.per_group, self.log = bool(h.per_group), h.space == 'log'
-    self.bounds = {'lr': self._check_bounds('lr_bounds', h.lr_bounds),
-                   'weight_decay': self._check_bounds('wd_bounds', h.wd_bounds)}
+    if h.lr_mode not in ('absolute', 'multiplier'):
+      raise ValueError(f"config.hpo.lr_mode={h.lr_mode!r}: use 'absolute' or 'multiplier'")
+    self.objective, self.per_group, self.log = h.objective, bool(h.per_group), h.space == 'log'
+    self.multiplier = h.lr_mode == 'multiplier'
+    self.use_schedule = self.multiplier or bool(h.use_schedule)
+    self.base_lr, self.fixed_wd = float(config.lr), float(config.weight_decay)
+    self.kinds = KINDS if h.learn_wd else ('lr',)
+    if self.multiplier:  # lr = base lr x m: the same maths with the bounds scaled by it
+      lo, hi = self._check_bounds('lr_multiplier_bounds', h.lr_multiplier_bounds)
+      if not lo <= 1.0 <= hi:
+        raise ValueError(f'config.hpo.lr_multiplier_bounds={tuple(h.lr_multiplier_bounds)} '
+                         'must contain 1 (the hand-set schedule, where m starts)')
+      self.bounds = {'lr': (self.base_lr * lo, self.base_lr * hi)}
+      init = {'lr': self.base_lr}
+    else:
+      self.bounds = {'lr': self._check_bounds('lr_bounds', h.lr_bounds)}
+      init = {'lr': h.lr_init}
+    self.bounds['weight_decay'] = self._check_bounds('wd_bounds', h.wd_bounds)
+    init['weight_decay'] = h.wd_init
     self.start = {}
     for kind, field in (('lr', 'lr_init'), ('weight_decay', 'wd_init')):
       lo, hi = self.bounds[kind]
-      v = h[field]
-      if v is not None and not lo <= v <= hi:
+      v = init[kind]
+      if v is not None and not lo * (1 - 1e-6) <= v <= hi * (1 + 1e-6):
         raise ValueError(f'config.hpo.{field}={v} lies outside its bounds [{lo}, {hi}]')
-      self.start[kind] = 0.5 if v is None else self.to_unit(kind, v)
+      self.start[kind] = 0.5 if v is None else min(max(self.to_unit(kind, v), 0.0), 1.0)
     self.tx = optim.group_optimizer(h.optimizer)
 
   def _check_bounds(self, field, b):
@@ -120,10 +140,13 @@ class LearnedHparams:
   # ---- the handler interface (dha_jax/hpo/__init__.py) -------------------------------
   def init(self):
     shape = (len(GROUPS),) if self.per_group else ()
-    return {k: jnp.full(shape, self.start[k], _dtype()) for k in KINDS}
+    return {k: jnp.full(shape, self.start[k], _dtype()) for k in self.kinds}
 
   def values(self, hparams):
-    return {OPT_NAMES[k]: self._value(k, hparams[k]) for k in KINDS}
+    out = {OPT_NAMES[k]: self._value(k, hparams[k]) for k in self.kinds}
+    if 'weight_decay' not in self.kinds:
+      out['weight_decay'] = jnp.full(jnp.shape(hparams['lr']), self.fixed_wd, _dtype())
+    return out
 
   def init_opt_state(self, hparams, net=None):
     """eta's optimizer state; 'lagged' also keeps d theta_{t+1} / d u_t (one tree like
@@ -131,7 +154,7 @@ class LearnedHparams:
     state = {'opt': self.tx.init(hparams)}
     if self.objective == 'lagged':
       zeros = lambda: {} if net is None else jax.tree_util.tree_map(jnp.zeros_like, net)
-      state.update(tangent={k: zeros() for k in KINDS}, ready=jnp.zeros((), jnp.int32))
+      state.update(tangent={k: zeros() for k in self.kinds}, ready=jnp.zeros((), jnp.int32))
     return state
 
   def optimizer(self):
@@ -194,8 +217,8 @@ class LearnedHparams:
     new_u, new_opt = jax.tree_util.tree_map(lambda a, b: jnp.where(ready, a, b),
                                             (new_u, new_opt), (u, hp_state['opt']))
     (new_params, new_net_opt), lin = jax.linearize(theta_next, new_u)
-    new_tangent = {k: lin({j: jnp.full_like(new_u[j], j == k) for j in KINDS})[0]
-                   for k in KINDS}
+    new_tangent = {k: lin({j: jnp.full_like(new_u[j], j == k) for j in self.kinds})[0]
+                   for k in self.kinds}
     new_state = {'opt': new_opt, 'tangent': new_tangent,
                  'ready': jnp.ones_like(hp_state['ready'])}
     return new_params, new_net_opt, new_u, new_state, hgrad, {}
@@ -221,7 +244,7 @@ class LearnedHparams:
     group's eta (after the eta-free clip every optimizer op is per leaf), so one tangent
     per kind holds every group's derivative on that group's leaves."""
     out = {}
-    for k in KINDS:
+    for k in self.kinds:
       dots = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
           lambda g, t: jnp.sum(g * t), grads, tangent[k]))
       if not self.per_group:
@@ -242,13 +265,18 @@ class LearnedHparams:
     """Scalars only: the eta the optimizer used (lr, weight_decay), the learned value now
     held (hpo/...), dL_hpo/d value at u_grad (hpo/grad_...), on-bound flags."""
     m = {}
-    for k in KINDS:
+    if 'weight_decay' not in self.kinds:  # fixed: logged like the learned one
+      wd = eta_used['weight_decay']
+      m['weight_decay'] = wd[0] if self.per_group else wd
+    for k in self.kinds:
       series = {
           k: eta_used[OPT_NAMES[k]],
           f'hpo/{k}': self._value(k, u_new[k]),
           f'hpo/grad_{k}': hgrad[k] / self._dvalue_du(k, u_grad[k]),
           f'hpo/at_bound_{k}': ((u_new[k] <= 0) | (u_new[k] >= 1)).astype(jnp.float32),
       }
+      if self.multiplier and k == 'lr':
+        series['hpo/lr_multiplier'] = self._value(k, u_new[k]) / self.base_lr
       for name, v in series.items():
         if self.per_group:
           m.update({f'{name}/{g}': v[i] for i, g in enumerate(GROUPS)})

@@ -22,6 +22,7 @@ import optax
 
 from dha_jax import optim
 from dha_jax.nas import darts_space as ds
+from dha_jax.nas import random_control
 
 
 def settings(nas_config, defaults, name):
@@ -84,6 +85,9 @@ class CellStrategy:
 
   def end_of_epoch(self, state, epoch):
     return state
+
+  def stop_search(self, state):
+    return state  # ISTA overrides; DARTS's supernet has no early end, the fixed nothing to stop
 
   def static_key(self, nas_state_host):
     return None
@@ -233,8 +237,25 @@ def fixed_config():
   """Every field config.nas may hold for strategy 'darts_fixed', with its default."""
   n = ds.space_config()
   n.strategy = 'darts_fixed'
-  n.genotype = 'DARTS_V2'      # a name in darts_space.GENOTYPES or Genotype JSON
+  n.genotype = 'DARTS_V2'      # a name in darts_space.GENOTYPES, Genotype JSON, or 'random':
+  #                              drawn uniformly from the space with config.seed (the random
+  #                              control of METHOD.md 3c)
+  n.budget_mparams = 0.0       # 'random': redraw while the network exceeds this (M params)
   return n
+
+
+def random_genotype(rng: np.random.Generator) -> ds.Genotype:
+  """Uniform over the space the cell strategies search: per cell type and node, 2
+  distinct input edges, each with one of the 7 ops (the support ISTA selects)."""
+  cells = []
+  for _ in range(2):
+    nodes = []
+    for i in range(ds.NUM_NODES):
+      inputs = rng.choice(ds.num_inputs(i), size=2, replace=False)
+      nodes.append(tuple(sorted(int(j) * ds.NUM_OPS + int(rng.integers(ds.NUM_OPS))
+                                for j in inputs)))
+    cells.append(tuple(nodes))
+  return ds.Genotype.from_edges(*cells)
 
 
 class DartsFixed(CellStrategy):
@@ -242,11 +263,19 @@ class DartsFixed(CellStrategy):
 
   def __init__(self, config, num_classes):
     super().__init__(config, num_classes, fixed_config(), 'darts_fixed')
-    self.genotype = ds.parse_genotype(self.cfg.genotype)
-    self.net = ds.child_net(self.spec, num_classes, self.genotype, bn_axis_name='data')
+    self.seed = int(config.seed)
+    if self.cfg.genotype != 'random':
+      self.genotype = ds.parse_genotype(self.cfg.genotype)
+      self.net = ds.child_net(self.spec, num_classes, self.genotype, bn_axis_name='data')
 
   def init(self, rng, dummy):
     self.image_shape = tuple(dummy.shape[1:])
+    if self.cfg.genotype == 'random':  # the budget needs the input shape, known only here
+      gen = np.random.default_rng([self.seed, 5])
+      self.genotype = random_control.draw_within_budget(
+          lambda: random_genotype(gen), self.num_child_params,
+          float(self.cfg.budget_mparams) * 1e6, 'config.nas.budget_mparams')
+      self.net = ds.child_net(self.spec, self.num_classes, self.genotype, bn_axis_name='data')
     v = ds.init_variables(self.net, rng, dummy)
     return v['params'], v.get('batch_stats', {}), {}, {}
 

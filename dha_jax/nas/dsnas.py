@@ -16,7 +16,7 @@ import numpy as np
 import optax
 
 from dha_jax import optim
-from dha_jax.nas import choice_space, shufflenet
+from dha_jax.nas import choice_space, random_control, shufflenet
 
 
 def default_config():
@@ -30,6 +30,8 @@ def default_config():
   n.last_channels = 0
   n.execution = 'auto'          # 'auto' | 'switch_vjp' | 'switch_remat' | 'switch' | 'masked'
   n.genotype = ()               # non-empty: train this fixed child only (no search)
+  n.random_genotype = False     # True: train a child drawn uniformly with config.seed (within
+  #                               `budget`): the random control of METHOD.md 3c
   n.alpha_init_mean = 1.0       # alpha ~ N(mean, std)
   n.alpha_init_std = 0.01
   n.optimizer = ml_collections.ConfigDict(
@@ -38,6 +40,8 @@ def default_config():
   n.warmup_epochs = 0           # both this many steps and this many epochs have passed
   n.fix_threshold = 0.3         # early fix when top1 - top2 prob >= this (>= 1: never)
   n.search_epochs = 0           # > 0: fix every layer to its argmax at the end of this epoch
+  n.max_search_fraction = 0.3   # fix every layer still searching at this fraction of the run
+  #                               (of its steps, or of the time budget's horizon); 0 = never
   n.resource = 'flops'          # 'flops' (multiply-adds) | 'params': what `budget` limits
   n.budget = 0.0                # 0: no constraint; else penalise while the sample exceeds it
   n.penalty_weight = 1.0        # penalty = weight * E_p[cost] / budget
@@ -90,6 +94,12 @@ class DSNAS:
     self.genotype = tuple(int(g) for g in n.genotype) or None
     if self.genotype and (len(self.genotype) != L or max(self.genotype) >= K):
       raise ValueError(f'config.nas.genotype needs {L} indices in [0, {K})')
+    self.seed = int(config.seed)
+    if n.random_genotype:  # a placeholder child until init draws it (the budget needs costs)
+      if self.genotype:
+        raise ValueError('config.nas.random_genotype=True and config.nas.genotype are '
+                         'exclusive: set one of them')
+      self.genotype = (0,) * L
     self.execution = auto_execution() if n.execution == 'auto' else n.execution
     self.num_classes = num_classes
     self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
@@ -101,6 +111,14 @@ class DSNAS:
     k_net, k_alpha = jax.random.split(rng)
     L, K = self.space.num_layers, self.space.num_choices
     self.costs = choice_space.count_costs(self.space, dummy.shape[1:], self.num_classes)
+    if self.cfg.random_genotype:
+      gen = np.random.default_rng([self.seed, 5])
+      cost = {'flops': 0, 'params': 1}[self.cfg.resource]
+      self.genotype = random_control.draw_within_budget(
+          lambda: tuple(int(i) for i in gen.integers(K, size=L)),
+          lambda g: self.costs.of(list(g))[cost], float(self.cfg.budget),
+          'config.nas.budget')
+      self.net = choice_space.ChoiceNet(self.space, self.num_classes, self.genotype)
     v = self.net.init(k_net, dummy, jnp.zeros(L, jnp.int32), None, train=False)
     if self.genotype:
       return v['params'], v.get('batch_stats', {}), {}, {}
@@ -199,6 +217,18 @@ class DSNAS:
       new = ~fixed
     choice = np.where(new, np.argmax(p, -1), choice).astype(np.int32)
     host = dict(ns, fixed=fixed | new, choice=choice, epoch=np.int32(epoch))
+    put = lambda h, old: jax.device_put(np.asarray(h, old.dtype), old.sharding)
+    return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+
+  def stop_search(self, state):
+    """Every layer still searching fixed at its argmax (the search cap, METHOD.md 3c)."""
+    if self.genotype:
+      return state
+    ns = jax.device_get(state.nas_state)
+    p = np.asarray(jax.device_get(state.params['arch']['alpha']))
+    fixed = np.asarray(ns['fixed'])
+    host = dict(ns, fixed=np.ones_like(fixed),
+                choice=np.where(fixed, ns['choice'], np.argmax(p, -1)).astype(np.int32))
     put = lambda h, old: jax.device_put(np.asarray(h, old.dtype), old.sharding)
     return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
 
