@@ -347,3 +347,49 @@ def test_train_and_evaluate_writes_eta_and_its_plot(test_config, tmp_path):
   assert logged[-1]['lr'] < logged[-1]['hpo/lr']
   png = plot.plot_hparams(str(tmp_path / 'metrics.jsonl'), str(tmp_path / 'hparams.png'))
   assert png and os.path.getsize(png) > 1000
+
+
+# ---- lr as a multiplier of the hand-set schedule, weight decay fixed (METHOD.md 4) ------
+def test_multiplier_with_fixed_wd_matches_closed_form(test_config):
+  with jax.enable_x64(True):
+    handler, tx, params, opt_state, grads, hpo_loss = _setup(
+        test_config, 'sgd', lr_mode='multiplier', learn_wd=False)
+    base, wd = test_config.lr, test_config.weight_decay
+    assert handler.kinds == ('lr',) and handler.use_schedule
+    assert handler.bounds['lr'] == pytest.approx((base / 4, base * 4))
+    hp = handler.init()
+    assert set(hp) == {'lr'}
+    lr0, wd0 = _eta(handler, hp)
+    assert float(lr0) == pytest.approx(base, rel=1e-12) and float(wd0) == wd  # m = 1
+    (new_params, _, new_hp, _, m), _ = _apply(handler, tx, params, opt_state, grads,
+                                              hpo_loss)
+    mu, trace = test_config.optimizer.momentum, optax.tree_utils.tree_get(opt_state, 'trace')
+    scale = jnp.minimum(1.0, 1.0 / optax.tree.norm(grads))
+    v = jax.tree_util.tree_map(lambda tr, g, p: mu * tr + scale * g + wd * p, trace, grads,
+                               params)
+    chex.assert_trees_all_close(
+        new_params, jax.tree_util.tree_map(lambda p, v: p - base * v, params, v), rtol=1e-12)
+    want = -sum(float(jnp.sum(a * b)) for a, b in zip(
+        jax.tree_util.tree_leaves(jax.grad(hpo_loss)(new_params)),
+        jax.tree_util.tree_leaves(v)))
+    assert _rel(m['hpo/grad_lr'], want) < 1e-10
+    assert 'hpo/grad_weight_decay' not in m and float(m['weight_decay']) == wd
+    assert float(m['hpo/lr_multiplier']) == pytest.approx(
+        float(handler.values(new_hp)['learning_rate']) / base, rel=1e-12)
+    # clamped to [1/4, 4] of the schedule
+    handler.tx = optax.adam(10.0)
+    (_, _, new_hp, _, m), _ = _apply(handler, tx, params, opt_state, grads, hpo_loss)
+    assert float(m['hpo/lr_multiplier']) == pytest.approx(4.0 if want < 0 else 0.25)
+
+
+def test_multiplier_lagged_keeps_one_tangent_and_bounds_are_checked(test_config):
+  c = _hpo_config(test_config, objective='lagged', lr_mode='multiplier', learn_wd=False)
+  h = hypergrad.LearnedHparams(c)
+  params, _, _ = _toy()
+  state = h.init_opt_state(h.init(), params)
+  assert set(state['tangent']) == {'lr'}
+  with pytest.raises(ValueError, match='must contain 1'):
+    hypergrad.LearnedHparams(_hpo_config(test_config, lr_mode='multiplier',
+                                         lr_multiplier_bounds=(2.0, 4.0)))
+  with pytest.raises(ValueError, match="lr_mode='times'"):
+    hypergrad.LearnedHparams(_hpo_config(test_config, lr_mode='times'))
