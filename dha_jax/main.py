@@ -4,6 +4,10 @@ Any field can be overridden: --config.batch_size=64 --config.dataset.val_size=50
 Running the same command again resumes from the latest checkpoint in --workdir.
 """
 
+import difflib
+import importlib.util
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -28,5 +32,60 @@ def main(argv):
   return 0 if result else 1
 
 
+def _known_fields(config, prefix=''):
+  out = []
+  for k, v in config.items():
+    out.append(prefix + k)
+    if hasattr(v, 'items') and not isinstance(v, dict):
+      out += _known_fields(v, f'{prefix}{k}.')
+  return out
+
+
+def _config_of(argv):
+  """The config file's get_config(arg) without overrides, to list its valid fields."""
+  path = next(a.split('=', 1)[1] for a in argv if a.startswith('--config='))
+  path, _, arg = path.partition(':')
+  spec = importlib.util.spec_from_file_location('_dha_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def parse_flags(argv):
+  """absl's parser, but a mistyped --config.<field> is one line naming it and the
+  nearest valid names (ml_collections raises a chain of three tracebacks)."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    bad = next((a.split('=', 1)[0][2:] for a in argv[1:] if a.startswith('--config.')
+                and _unknown(a, argv)), None)
+    if bad is None:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+    try:
+      names = _known_fields(_config_of(argv))
+    except Exception:  # pylint: disable=broad-except
+      names = []
+    near = difflib.get_close_matches(bad[len('config.'):], names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join('config.' + n for n in near)}?" if near else ''
+    print(f'error: --{bad}: the config has no field {bad!r}{hint} (configs/default.py lists '
+          'every field)', file=sys.stderr)
+    sys.exit(2)
+
+
+def _unknown(arg, argv):
+  """Whether the --config.<field> of `arg` names no field of the config file's config."""
+  try:
+    cfg = _config_of(argv)
+  except Exception:  # pylint: disable=broad-except
+    return True
+  node = cfg
+  for part in arg.split('=', 1)[0][len('--config.'):].split('.'):
+    if not hasattr(node, 'keys') or part not in node.keys():
+      return True
+    node = node[part]
+  return False
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

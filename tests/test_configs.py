@@ -154,3 +154,21 @@ def test_transfer_config_runs_a_step(name, variant, tmp_path):
     config.dataset.data_dir = str(tmp_path)
     ds = _one_step(config)
     assert ds.num_classes == 3
+
+
+@pytest.mark.parametrize('override,named,near', [
+    ('--config.no_such_field=1', 'config.no_such_field', None),
+    ('--config.dataset.val_sise=10', 'config.dataset.val_sise', 'config.dataset.val_size')])
+def test_mistyped_override_is_one_line_with_the_nearest_names(tmp_path, override, named,
+                                                              near):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  done = subprocess.run([sys.executable, '-m', 'dha_jax.main', '--config=configs/test.py',
+                         f'--workdir={tmp_path}', override], cwd=root, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 2
+  lines = done.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'Traceback' not in done.stderr, done.stderr
+  assert named in lines[0] and (near is None or near in lines[0]), lines[0]
+  assert not os.listdir(tmp_path)  # nothing written
