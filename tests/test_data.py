@@ -22,9 +22,17 @@ def test_digits_splits_disjoint_and_sized(test_config):
   assert len(ds.train) + len(ds.val) + len(ds.test) == 1797
   chex.assert_shape(ds.train.images, (len(ds.train), 8, 8, 1))
   chex.assert_type([ds.train.images, ds.train.labels], [np.uint8, np.int32])
-  # digits has a few duplicate images across classes, so compare by index identity:
-  everything = np.concatenate([ds.train.images, ds.val.images, ds.test.images])
-  assert len(everything) == 1797 and ds.num_classes == 10
+  # digits has a few duplicate images, so splits are checked as multisets: together they
+  # are exactly sklearn's 1797 (image, label) samples, each once, so none is in two splits
+  from collections import Counter  # pylint: disable=g-import-not-at-top
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  key = lambda img, y: (np.asarray(img, np.uint8).tobytes(), int(y))
+  got = Counter(key(i, y) for split in (ds.train, ds.val, ds.test)
+                for i, y in zip(split.images, split.labels))
+  raw = load_digits()
+  levels = np.round(raw.images * (255 / 16)).astype(np.uint8)[..., None]
+  want = Counter(key(i, y) for i, y in zip(levels, raw.target))
+  assert got == want and ds.num_classes == 10
 
 
 def test_hold_out_is_disjoint():
