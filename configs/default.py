@@ -86,6 +86,7 @@ def get_config():
   pol.magnitude = 0.5        # randaugment: fixed |m| in [0, 1]
   pol.estimator = 'importance'  # learned: 'importance' (value-1 factor p/stopgrad(p), batch-mean
   #                               baseline; METHOD.md 2) | 'reference' (the literal L_DA = -mean p*loss)
+  pol.entropy_weight = 0.0   # learned: lambda of the safeguard L_DA - lambda H(p) (0 = off)
   pol.temperature = 2.0      # learned: q = softmax((log p + gumbel)/T), one draw per step
   pol.gumbel = True          # learned: perturb the sampling distribution (False: sample p)
   pol.magnitude_search = 0.5  # learned: M while alpha is searched, m ~ U[0, M]

@@ -77,6 +77,22 @@ def test_tau_gradient_equals_closed_form(estimator, seed):
                              atol=GRAD_RTOL * scale)
 
 
+def test_entropy_bonus_gradient_closed_form():
+  """L_DA - lambda H: the gradient adds lambda p (log p + H) (closed form). Under sampling
+  from p the expected importance gradient is p_e (l_e - E_p l), so the two cancel where
+  p ~ exp(l / lambda): a bounded tilt instead of a collapse on the hardest pair."""
+  cfg = ml_collections.ConfigDict({'policy': {'estimator': 'importance',
+                                              'entropy_weight': 0.5}})
+  pol = learned.LearnedPolicy(cfg)
+  tau, pairs, losses = _random_problem(3)
+  g = jax.grad(lambda t: pol.loss({'tau': t}, {'pairs': pairs}, losses))(tau).reshape(-1)
+  p = np.asarray(jax.nn.softmax(np.asarray(tau, np.float64).reshape(-1)))
+  h = -np.sum(p * np.log(p))
+  expected = _closed_form_gradient(tau, pairs, losses, 'importance') + 0.5 * p * (np.log(p) + h)
+  np.testing.assert_allclose(np.asarray(g, np.float64), expected, rtol=GRAD_RTOL,
+                             atol=GRAD_RTOL * np.abs(expected).max())
+
+
 @pytest.mark.parametrize('estimator', learned.ESTIMATORS)
 def test_minimising_l_da_raises_the_probability_of_high_loss_pairs(estimator):
   """One small SGD step on L_DA: the highest-loss pair gains probability and gains on the
