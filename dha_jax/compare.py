@@ -1,54 +1,154 @@
-"""Runs the papers' comparisons on one dataset and writes a markdown table.
+"""Runs the papers' comparisons on one dataset over several seeds: a table with intervals.
 
   python -m dha_jax.compare --config=configs/fashion_mnist.py --workdir=/tmp/cmp \
-      --variants=fixed,randaugment,nas,da_hpo,sequential,dha [--budget_minutes=60] \
-      [--search=dsnas] [--override=--config.batch_size=64 ...]
+      --variants=fixed,randaugment,nas,da_hpo,sequential,dha --seeds=0,1,2 \
+      [--reference=fixed] [--budget_minutes=15 --budget_clock=process] [--search=dsnas] \
+      [--override=--config.batch_size=64 ...]
 
-Each variant (dha_jax/experiments.py) runs as `python -m dha_jax.main` in
-<workdir>/<variant>; 'sequential' runs the NAS-alone search first (<workdir>/sequential_search)
-and then trains the derived genotype from scratch with DA+HPO, the budget split between the
-two halves. With --budget_minutes every variant gets the same training time budget
-(config.time_budget_s; --budget_clock=process counts CPU seconds instead of wall seconds,
-for a machine that other jobs share). A finished variant is not run again (its result.json is read), an
-interrupted one resumes. <workdir>/comparison.md and comparison.json hold the table.
+Each variant (dha_jax/experiments.py) and seed runs as `python -m dha_jax.main
+--config=<config>:<variant> ... --config.seed=<s>` in <workdir>/<variant>/seed<s>, its
+output also in compare.log there. 'sequential' runs the NAS-alone search first
+(<workdir>/sequential_search/seed<s>) and then trains the derived genotype from scratch
+with DA+HPO, the budget split between the two halves. With --budget_minutes every run gets
+the same training time budget (config.time_budget_s; --budget_clock=process counts CPU
+seconds instead of wall seconds, for a machine that other jobs share).
+
+--variants defaults to every one of experiments.VARIANTS; the runs go seed by seed (every
+variant on the first seed, then the next), so a one-seed table is there early.
+
+Running the same command again resumes: a finished run (result.json present) is read, not
+run again (with a warning if compare.log shows it was run by a different command), and an
+interrupted one continues from its checkpoints. A run that fails does not stop the others;
+the failures are listed at the end, the exit status is 1, and the table is written for
+what finished (missing cells marked). SIGTERM is passed on to the running training, which
+saves a checkpoint; no further run starts.
+
+<workdir>/comparison.md: per variant the mean test accuracy over the seeds with its 95%
+Student-t interval, the paired difference against --reference (per seed, then the same
+interval; '*' where it excludes 0), steps, times and size. comparison.json holds the same
+and every seed's numbers; comparison.png draws both intervals.
 """
 
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 
 from absl import app, flags
 
-from dha_jax import experiments
+from dha_jax import experiments, stats
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('config', None, 'A dataset config file that takes a variant argument.')
 flags.DEFINE_string('workdir', None, 'Folder for the runs and the table.')
 flags.DEFINE_list('variants', list(experiments.VARIANTS), 'Which variants, in order.')
+flags.DEFINE_list('seeds', ['0'], 'config.seed of each run of every variant; the table '
+                  'gives means and 95% t-intervals over them.')
+flags.DEFINE_string('reference', 'fixed', 'The variant the others are compared with, seed '
+                    "by seed (one of --variants; '' = no paired difference).")
 flags.DEFINE_string('search', '', "Strategy of the searched variants ('' = the config's).")
-flags.DEFINE_float('budget_minutes', 0.0, 'Equal training time budget per variant.')
+flags.DEFINE_float('budget_minutes', 0.0, 'Equal training time budget per run.')
 flags.DEFINE_enum('budget_clock', 'wall', ['wall', 'process'],
                   "What the budget counts: 'wall' seconds, or 'process' CPU seconds of the "
                   'run (fair when other jobs share the machine).')
 flags.DEFINE_multi_string('override', [], 'Extra --config.field=value for every run.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
+SEARCH_HALF = 'sequential_search'  # <workdir>/<this>/seed<s>: sequential's NAS run
+# Scalars of result.json kept per seed in comparison.json; the sums over sequential's halves.
+KEPT = ('test/accuracy', 'test/top5', 'steps', 'wall_time_s', 'train_time_s', 'num_params')
+SUMMED = ('steps', 'wall_time_s', 'train_time_s', 'images_processed')
 
-def _run(variant_arg, workdir, budget_s, extra=()):
-  """One training run (resumed if interrupted); returns its result.json."""
+
+class RunFailed(RuntimeError):
+  """A run without a result.json; `workdir` holds its compare.log."""
+
+  def __init__(self, message, workdir):
+    super().__init__(message)
+    self.workdir = workdir
+
+
+class _Stop:
+  """SIGTERM to compare: the running training gets it too (and saves a checkpoint); no
+  further run starts, so the same command later resumes where this one stopped."""
+  requested = False
+  child = None
+
+  @classmethod
+  def handle(cls, signum, frame):
+    del signum, frame
+    cls.requested = True
+    if cls.child is not None:
+      cls.child.send_signal(signal.SIGTERM)
+
+
+def run_dir(variant, seed):
+  return os.path.join(FLAGS.workdir, variant, f'seed{seed}')
+
+
+def command(variant_arg, workdir, budget_s, seed, extra=()):
+  """The dha_jax.main command of one run; the seed comes last so that it wins."""
+  cmd = [sys.executable, '-m', 'dha_jax.main', f'--config={FLAGS.config}:{variant_arg}',
+         f'--workdir={workdir}', *FLAGS.override, *extra]
+  if budget_s:
+    cmd += [f'--config.time_budget_s={budget_s}',
+            f'--config.time_budget_clock={FLAGS.budget_clock}']
+  return cmd + [f'--config.seed={seed}']
+
+
+def _tee(cmd, log_path):
+  """Runs `cmd`, its output to ours and appended to `log_path`; returns the exit status."""
+  out = getattr(sys.stdout, 'buffer', None)
+  with open(log_path, 'ab') as log:
+    log.write(f'$ {shlex.join(cmd)}\n'.encode())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _Stop.child = proc
+    try:
+      for chunk in iter(lambda: proc.stdout.read1(1 << 16), b''):
+        log.write(chunk)
+        if out is not None:
+          out.write(chunk)
+          out.flush()
+        else:
+          sys.stdout.write(chunk.decode(errors='replace'))
+    finally:
+      _Stop.child = None
+      code = proc.wait()
+  return code
+
+
+def _last_command(log_path):
+  """The last command compare ran in a workdir (None without a compare.log)."""
+  try:
+    with open(log_path, errors='replace') as f:
+      lines = [l for l in f if l.startswith('$ ')]
+  except OSError:
+    return None
+  return shlex.split(lines[-1][2:]) if lines else None
+
+
+def _run(cmd, workdir):
+  """One training run: read if finished, else run (dha_jax.main resumes from the
+  workdir's checkpoints); returns its result.json."""
   path = os.path.join(workdir, 'result.json')
-  if not os.path.exists(path):
-    cmd = [sys.executable, '-m', 'dha_jax.main', f'--config={FLAGS.config}:{variant_arg}',
-           f'--workdir={workdir}', *FLAGS.override, *extra]
-    if budget_s:
-      cmd += [f'--config.time_budget_s={budget_s}',
-              f'--config.time_budget_clock={FLAGS.budget_clock}']
-    print('$ ' + ' '.join(cmd), flush=True)
-    done = subprocess.run(cmd, check=False)
-    if done.returncode or not os.path.exists(path):
-      raise RuntimeError(f'{variant_arg} failed (exit {done.returncode}); its output is above '
-                         f'and in {workdir}; run the same command again to resume it')
+  log = os.path.join(workdir, 'compare.log')
+  if os.path.exists(path):
+    ran = _last_command(log)
+    if ran is not None and ran[1:] != cmd[1:]:
+      print(f'warning: {path} comes from another command, kept as it is:\n  {shlex.join(ran)}'
+            f'\nnot\n  {shlex.join(cmd)}\n(a different comparison needs a new --workdir)',
+            file=sys.stderr, flush=True)
+  else:
+    if _Stop.requested:
+      raise RunFailed('not started (compare was stopped)', workdir)
+    os.makedirs(workdir, exist_ok=True)
+    print('$ ' + shlex.join(cmd), flush=True)
+    code = _tee(cmd, log)
+    if not os.path.exists(path):
+      raise RunFailed(f'exit status {code}' if code else
+                      'stopped before the end (checkpoint saved, no result.json)', workdir)
   with open(path) as f:
     return json.load(f)
 
@@ -62,36 +162,239 @@ def genotype_flag(result):
   return '--config.nas.genotype=' + json.dumps(g, separators=(',', ':'))
 
 
-def run_variant(variant, budget_s):
+def combine(first, second):
+  """sequential's result: the second half's model, the steps and times of both halves."""
+  out = dict(second)
+  for k in SUMMED:
+    if k in first and k in second:
+      out[k] = first[k] + second[k]
+    else:  # half a sum would read as the whole
+      out.pop(k, None)
+  out['search_steps'] = first.get('steps')
+  return out
+
+
+def run_seed(variant, seed, budget_s):
+  """The result of `variant` with config.seed = `seed` (RunFailed if there is none)."""
   arg = variant + (f'/{FLAGS.search}' if FLAGS.search else '')
-  wd = os.path.join(FLAGS.workdir, variant)
+  wd = run_dir(variant, seed)
   if variant != 'sequential':
-    return _run(arg, wd, budget_s)
+    return _run(command(arg, wd, budget_s, seed), wd)
   half = budget_s / 2 if budget_s else 0
-  first = _run(arg.replace('sequential', 'nas'), wd + '_search', half)
-  second = _run(arg, wd, half, [genotype_flag(first)])
-  second['wall_time_s'] = first['wall_time_s'] + second['wall_time_s']
-  second['images_processed'] = first['images_processed'] + second['images_processed']
-  return second
+  swd = run_dir(SEARCH_HALF, seed)
+  try:
+    first = _run(command(arg.replace('sequential', 'nas', 1), swd, half, seed), swd)
+  except RunFailed as e:
+    raise RunFailed(f'its search half: {e}', e.workdir) from e
+  if not first.get('architecture', {}).get('genotype'):
+    raise RunFailed('its search half derived no genotype (result.json has none): does '
+                    "the config's 'nas' variant search?", swd)
+  second = _run(command(arg, wd, half, seed, [genotype_flag(first)]), wd)
+  return combine(first, second)
 
 
-def table(rows):
-  """Markdown: variant, test accuracy (top-5 where present), wall time, model size."""
-  top5 = any('test/top5' in r for _, r in rows)
-  head = '| variant | test top-1 |' + (' test top-5 |' if top5 else '') + \
-      ' wall time (min) | steps | parameters (M) | genotype |'
-  lines = [head, '|' + '---|' * (head.count('|') - 1)]
-  for name, r in rows:
-    g = r.get('architecture', {}).get('genotype_str') or r.get('architecture', {}).get(
-        'genotype_names') or '(fixed network)'
-    g = ' '.join(g) if isinstance(g, list) else str(g).replace('\n', ' / ')
-    cells = [name, f"{100 * r['test/accuracy']:.2f}%"]
+def _genotype(r):
+  a = r.get('architecture', {})
+  g = a.get('genotype_str') or a.get('genotype_names') or '(fixed network)'
+  return ' '.join(g) if isinstance(g, list) else str(g).replace('\n', ' / ')
+
+
+def _mean(results, key):
+  xs = [r[key] for r in results if r.get(key) is not None]
+  return sum(xs) / len(xs) if xs else None
+
+
+def summarize(results, variants, seeds, reference):
+  """{variant: summary} from {variant: {seed: result}}: the accuracy's mean, t-interval
+  and per-seed values, the paired difference against `reference`, the other means."""
+  ref = {s: r['test/accuracy'] for s, r in results.get(reference, {}).items()}
+  out = {}
+  for v in variants:
+    runs = results.get(v, {})
+    done = [runs[s] for s in seeds if s in runs]
+    acc = {s: runs[s]['test/accuracy'] for s in seeds if s in runs}
+    mean, half, n = stats.mean_interval(acc.values())
+    row = {'mean': mean, 'half_width': half, 'n': n, 'accuracy': acc,
+           'missing': [s for s in seeds if s not in runs]}
+    if any('test/top5' in r for r in done):
+      row['top5_mean'], row['top5_half_width'], _ = stats.mean_interval(
+          [r['test/top5'] for r in done if 'test/top5' in r])
+    for k in ('steps', 'wall_time_s', 'train_time_s', 'num_params', 'search_steps'):
+      row[k] = _mean(done, k)
+    row['per_seed'] = {s: {k: runs[s][k] for k in KEPT + ('search_steps',) if k in runs[s]}
+                       for s in acc}
+    row['genotype'] = {s: _genotype(runs[s]) for s in acc}
+    if reference and v != reference:
+      d_mean, d_half, d_n, diffs = stats.paired_difference(acc, ref)
+      row['difference'] = {'mean': d_mean, 'half_width': d_half, 'n': d_n, 'per_seed': diffs,
+                           'excludes_zero': stats.excludes_zero(d_mean, d_half)}
+    out[v] = row
+  return out
+
+
+def _pm(mean, half, scale=100.0, unit='%', signed=False):
+  """'89.58 ± 0.42%' ('89.58%' without an interval; '' without a value)."""
+  if mean is None:
+    return ''
+  m = f'{scale * mean:+.2f}' if signed else f'{scale * mean:.2f}'
+  return m + (f' ± {scale * half:.2f}' if half is not None else '') + unit
+
+
+def _num(x, fmt, scale=1.0):
+  return '' if x is None else format(x * scale, fmt)
+
+
+def table(summary, seeds, reference=''):
+  """Markdown: one row per variant, '—' cells where no seed finished."""
+  top5 = any('top5_mean' in r for r in summary.values())
+  head = ['variant', 'test top-1 (95% CI)'] + (['test top-5 (95% CI)'] if top5 else [])
+  head += ['seeds']
+  if reference:
+    head += [f'Δ vs {reference} (pp, paired 95% CI)']
+  head += ['steps', 'wall time (min)', 'train time (min)', 'parameters (M)']
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  for v, r in summary.items():
+    if not r['n']:
+      cells = [v] + ['—'] * (len(head) - 1)
+      cells[head.index('seeds')] = f'0/{len(seeds)}'
+      lines.append('| ' + ' | '.join(cells) + ' |')
+      continue
+    cells = [v, _pm(r['mean'], r['half_width'])]
     if top5:
-      cells.append(f"{100 * r['test/top5']:.2f}%" if 'test/top5' in r else '')
-    cells += [f"{r['wall_time_s'] / 60:.1f}", str(r.get('steps', '')),
-              f"{r['num_params'] / 1e6:.3f}", g]
+      cells.append(_pm(r.get('top5_mean'), r.get('top5_half_width')))
+    cells.append(f"{r['n']}/{len(seeds)}")
+    if reference:
+      d = r.get('difference')
+      if d is None:
+        cells.append('(reference)')
+      elif not d['n']:
+        cells.append('—')
+      else:
+        cells.append(_pm(d['mean'], d['half_width'], unit='', signed=True) +
+                     (' *' if d['excludes_zero'] else ''))
+    steps = _num(r['steps'], '.0f')
+    if r.get('search_steps') is not None:
+      steps = f"{r['search_steps']:.0f} + {r['steps'] - r['search_steps']:.0f}"
+    cells += [steps, _num(r['wall_time_s'], '.1f', 1 / 60),
+              _num(r['train_time_s'], '.1f', 1 / 60), _num(r['num_params'], '.3f', 1e-6)]
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
+
+
+def genotypes(summary):
+  """Markdown list of each searched variant's derived architecture per seed."""
+  lines = []
+  for v, r in summary.items():
+    for s, g in r['genotype'].items():
+      if g != '(fixed network)':
+        lines.append(f'- {v}, seed {s}: {g}')
+  return '\n'.join(lines) + '\n' if lines else ''
+
+
+def plot(summary, reference, path, num_seeds):
+  """Means with their intervals per variant (the reference in red), and the paired
+  differences against 0 (filled where the interval excludes it)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  names = [v for v, r in summary.items() if r['n']]
+  ys = list(range(len(names)))[::-1]
+  labels = [v if summary[v]['n'] == num_seeds else f"{v} ({summary[v]['n']}/{num_seeds} seeds)"
+            for v in names]
+  panels = 2 if reference else 1
+  fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 0.5 * len(names) + 1.8),
+                           sharey=True, squeeze=False)
+  ax = axes[0, 0]
+  for y, v in zip(ys, names):
+    r, ref = summary[v], v == reference
+    ax.errorbar(100 * r['mean'], y, xerr=100 * (r['half_width'] or 0), fmt='D' if ref else 'o',
+                color='tab:red' if ref else 'tab:blue', capsize=4, ms=6)
+  if reference in names:
+    ax.axvline(100 * summary[reference]['mean'], color='tab:red', ls=':', lw=1)
+  ax.set_yticks(ys, labels)
+  ax.margins(y=0.25)
+  ax.set_title(f'test accuracy, {num_seeds} seed(s)', fontsize=10)
+  ax.set_xlabel('test top-1 (%): mean and 95% t-interval')
+  ax.grid(axis='x', alpha=0.3)
+  if reference:
+    ax = axes[0, 1]
+    ax.axvline(0, color='tab:red', lw=1)
+    for y, v in zip(ys, names):
+      d = summary[v].get('difference')
+      if d is None or not d['n']:
+        continue
+      sig = d['excludes_zero']
+      ax.errorbar(100 * d['mean'], y, xerr=100 * (d['half_width'] or 0), fmt='o',
+                  color='black' if sig else 'tab:gray', mfc='black' if sig else 'white',
+                  capsize=4, ms=6)
+    ax.set_title(f'paired difference vs {reference} (filled: the interval excludes 0)',
+                 fontsize=10)
+    ax.set_xlabel(f'variant - {reference} on the same seed (pp): mean and 95% t-interval')
+    ax.grid(axis='x', alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def command_line():
+  """This command as typed (absl leaves sys.argv whole; main's argv has no flags)."""
+  return 'python -m dha_jax.compare ' + shlex.join(sys.argv[1:])
+
+
+def _log_tail(workdir, lines=6):
+  try:
+    with open(os.path.join(workdir, 'compare.log'), errors='replace') as f:
+      return f.read().splitlines()[-lines:]
+  except OSError:
+    return []
+
+
+def _clock(results):
+  """What train_time_s counts: config.time_budget_clock of a finished run."""
+  for v, runs in results.items():
+    for s in runs:
+      path = os.path.join(run_dir(v, s), 'config.json')
+      if os.path.exists(path):
+        with open(path) as f:
+          return json.load(f).get('time_budget_clock', FLAGS.budget_clock)
+  return FLAGS.budget_clock
+
+
+def write(summary, results, seeds, failures):
+  """comparison.md, comparison.json and comparison.png in the workdir."""
+  ref = FLAGS.reference
+  clock = _clock(results)
+  budget = (f'budget {FLAGS.budget_minutes:g} min ({FLAGS.budget_clock}) per run'
+            if FLAGS.budget_minutes else 'no time budget')
+  header = (f"{FLAGS.config}, {budget}, seeds {','.join(seeds)}, reference "
+            f"{ref or '(none)'}\n\n`{command_line()}`\n\n")
+  notes = ['Test accuracy: mean over the seeds ± the half-width of the 95% Student-t '
+           'interval (n-1 degrees of freedom; none with one seed).']
+  if ref:
+    notes.append(f'Δ: mean over the seeds of (variant − {ref}) on the same seed, in '
+                 'percentage points, ± its 95% t half-width; * where that interval '
+                 'excludes 0.')
+  notes.append(f'Steps and times are means over the finished seeds; train time counts {clock} '
+               "seconds of training (config.time_budget_clock). sequential's are the sums "
+               'of its two halves (steps: search + training).')
+  md = header + table(summary, seeds, ref) + '\n' + '\n'.join(notes) + '\n'
+  g = genotypes(summary)
+  if g:
+    md += '\nArchitectures (searched, handed over or drawn), per seed:\n\n' + g
+  if failures:
+    md += '\nMissing (failed or not run; run the same command again to resume):\n\n' + \
+        ''.join(f'- {v}, seed {s}: {msg} ({wd})\n' for v, s, wd, msg in failures)
+  with open(os.path.join(FLAGS.workdir, 'comparison.md'), 'w') as f:
+    f.write(md)
+  with open(os.path.join(FLAGS.workdir, 'comparison.json'), 'w') as f:
+    json.dump({'config': FLAGS.config, 'command': command_line(),
+               'budget_minutes': FLAGS.budget_minutes, 'budget_clock': FLAGS.budget_clock,
+               'seeds': seeds, 'reference': ref, 'level': stats.LEVEL,
+               'variants': summary,
+               'failures': [{'variant': v, 'seed': s, 'workdir': wd, 'error': msg}
+                            for v, s, wd, msg in failures]}, f, indent=2)
+  plot(summary, ref, os.path.join(FLAGS.workdir, 'comparison.png'), len(seeds))
+  return md
 
 
 def main(argv):
@@ -100,16 +403,43 @@ def main(argv):
   for v in FLAGS.variants:
     if v not in experiments.VARIANTS:
       raise app.UsageError(f'--variants: {v!r} is not one of {experiments.VARIANTS}')
+  if FLAGS.reference and FLAGS.reference not in FLAGS.variants:
+    raise app.UsageError(f'--reference={FLAGS.reference!r} is not among --variants '
+                         f"({','.join(FLAGS.variants)}); add it, or pass --reference=''")
+  seeds = []
+  for s in FLAGS.seeds:
+    if not s.strip().lstrip('-').isdigit():
+      raise app.UsageError(f'--seeds: {s!r} is not an integer')
+    if str(int(s)) not in seeds:
+      seeds.append(str(int(s)))
   os.makedirs(FLAGS.workdir, exist_ok=True)
-  budget_s = FLAGS.budget_minutes * 60
-  rows = [(v, run_variant(v, budget_s)) for v in FLAGS.variants]
-  md = table(rows)
-  with open(os.path.join(FLAGS.workdir, 'comparison.md'), 'w') as f:
-    f.write(f'{FLAGS.config}, budget {FLAGS.budget_minutes:g} min ({FLAGS.budget_clock}) '
-            'per variant\n\n' + md)
-  with open(os.path.join(FLAGS.workdir, 'comparison.json'), 'w') as f:
-    json.dump(dict(rows), f, indent=2)
-  print(md)
+  results, failures = {v: {} for v in FLAGS.variants}, []
+  try:
+    old = signal.signal(signal.SIGTERM, _Stop.handle)
+  except ValueError:  # not the main thread: no forwarding
+    old = None
+  try:
+    for s in seeds:  # every variant on the first seed first: a one-seed table early
+      for v in FLAGS.variants:
+        try:
+          results[v][s] = run_seed(v, int(s), FLAGS.budget_minutes * 60)
+        except RunFailed as e:
+          failures.append((v, s, e.workdir, str(e)))
+  finally:
+    if old is not None:
+      signal.signal(signal.SIGTERM, old)
+    _Stop.requested = False
+  summary = summarize(results, FLAGS.variants, seeds, FLAGS.reference)
+  print(write(summary, results, seeds, failures), flush=True)
+  if failures:
+    print(f'{len(failures)} of {len(seeds) * len(FLAGS.variants)} runs have no result:',
+          file=sys.stderr)
+    for v, s, wd, msg in failures:
+      print(f'  {v}, seed {s}: {msg}; output in {wd}/compare.log', file=sys.stderr)
+      for line in _log_tail(wd):
+        print(f'    | {line}', file=sys.stderr)
+    print('Run the same command again to resume them.', file=sys.stderr)
+    return 1
   return 0
 
 
