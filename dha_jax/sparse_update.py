@@ -12,10 +12,19 @@ Leaves of the optimizer state are matched to weights by key path: an optax state
 theta-shaped subtrees (momentum, Adam moments, eta tangents) whose paths end with the
 weight's path. Inactive leaves become empty arrays of the same rank while the optimizer
 runs (same tree structure, no work), then get their old values back.
+
+A strategy whose used weights are only known inside the step (ISTA's traced support)
+gives instead `active_mask(net_params, nas_state)`: mirroring theta, None (always used)
+or traced bools broadcastable to the weight (ISTA's packed arrays hold several edges'
+ops: one flag per element of the last axis). The optimizer then runs
+on the whole tree with its updates and new state masked (an unused weight: zero update,
+old state, hence a zero eta tangent), and the unused weights are kept: the same values
+as the static path, in one compiled step for every support.
 """
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def _names(path):
@@ -62,9 +71,60 @@ def restore(new_tree, old_tree, inactive: frozenset):
       new_tree, old_tree)
 
 
+def mask_table(params, mask) -> dict:
+  """{key path (names): traced bools} of the weights the step may leave unused, from a
+  strategy's active_mask: a tree mirroring params with None (always used) or bools
+  broadcastable to the weight (per element: used)."""
+  if mask is None:
+    return {}
+  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  flags = jax.tree_util.tree_structure(params).flatten_up_to(mask)
+  return {_names(p): f for p, f in zip(paths, flags) if f is not None}
+
+
+def select(new_tree, old_tree, table: dict):
+  """`new_tree` with `old_tree`'s leaf wherever the weight it belongs to (matched by key
+  path, as prune) is unused: a traced choice, bit-exact on either side."""
+  if not table:
+    return new_tree
+  lengths = sorted({len(p) for p in table})
+
+  def pick(path, new, old):
+    names = _names(path)
+    for n in lengths:
+      if n <= len(names) and names[-n:] in table:
+        return jnp.where(table[names[-n:]], new, old)
+    return new
+
+  return jax.tree_util.tree_map_with_path(pick, new_tree, old_tree)
+
+
+def _masked(tx, table):
+  """tx whose updates are zero and whose state stays where the weight is unused: theta's
+  step inside hpo.apply_update, so eta's derivatives (the hypergradient, the 'lagged'
+  tangent) of an unused weight are exactly zero as well."""
+
+  def update(grads, state, params=None):
+    updates, new_state = tx.update(grads, state, params)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, updates)
+    return select(updates, zeros, table), select(new_state, state, table)
+
+  return optax.GradientTransformation(tx.init, update)
+
+
 def apply_update(hpo, inactive, *, tx, opt_state, params, grads, hparams, hp_opt_state,
-                 eta_fn, hpo_loss):
-  """hpo.apply_update on the active weights only (the same call when none is inactive)."""
+                 eta_fn, hpo_loss, mask=None):
+  """hpo.apply_update on the active weights only (the same call when none is inactive):
+  `inactive` static key paths, or `mask` (a strategy's active_mask: traced flags) when
+  none is. With a mask, unused weights get a zero update and keep their optimizer state
+  inside the optimizer itself (so their eta tangent is zero); the weights are selected
+  once more so that even a -0.0 stays bit-exact (p + 0 is 0.0)."""
+  table = {} if inactive else mask_table(params, mask)
+  if table:
+    new_p, new_o, new_h, new_ho, metrics = hpo.apply_update(
+        tx=_masked(tx, table), opt_state=opt_state, params=params, grads=grads,
+        hparams=hparams, hp_opt_state=hp_opt_state, eta_fn=eta_fn, hpo_loss=hpo_loss)
+    return select(new_p, params, table), new_o, new_h, new_ho, metrics
   if not inactive:
     return hpo.apply_update(tx=tx, opt_state=opt_state, params=params, grads=grads,
                             hparams=hparams, hp_opt_state=hp_opt_state, eta_fn=eta_fn,

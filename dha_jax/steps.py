@@ -43,6 +43,12 @@ class Components:
       return frozenset()
     return sparse_update.inactive_paths(net_params, active(net_params))
 
+  def active_mask(self, net_params, nas_state):
+    """Traced flags of the weights used this step when only the step knows them (ISTA's
+    traced support: strategy.active_mask), else None."""
+    fn = getattr(self.strategy, 'active_mask', None)
+    return None if fn is None else fn(net_params, nas_state)
+
   def with_strategy(self, strategy):
     """The same components around another (e.g. support-specialised) strategy."""
     return Components(self.config, strategy, self.policy, self.hpo, self.txs,
@@ -86,8 +92,10 @@ def make_train_step(c: Components):
                                       x, arch_key, train=True)
       return jnp.mean(cross_entropy(logits, batch['arch_label'], cfg.label_smoothing))
 
-    # Weights the network does not use get no gradient at all (not even zeros).
+    # Weights the network does not use get no gradient at all (not even zeros); with a
+    # traced support, exact zeros, and `mask` keeps them and their optimizer state.
     inactive = c.inactive_net(state.params['net'])
+    mask = c.active_mask(state.params['net'], state.nas_state)
 
     def loss_fn(params):
       net = sparse_update.restore(params['net'], state.params['net'], inactive)
@@ -127,7 +135,7 @@ def make_train_step(c: Components):
          opt_state=state.opt_state['net'], params=state.params['net'],
          grads=grads['net'], hparams=state.hparams, hp_opt_state=state.opt_state['hparams'],
          eta_fn=lambda hp: c.eta(state.step, hp, state.horizon),
-         hpo_loss=hpo_loss if 'hpo_image' in batch else None)
+         hpo_loss=hpo_loss if 'hpo_image' in batch else None, mask=mask)
     for g in ('arch', 'policy'):
       updates, new_opt[g] = c.txs[g].update(grads[g], state.opt_state[g], state.params[g])
       new_params[g] = optax.apply_updates(state.params[g], updates)

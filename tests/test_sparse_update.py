@@ -1,6 +1,7 @@
 """Sparse theta updates (dha_jax/sparse_update.py): stepping the active weights of the full
 tree equals the run's optimizer on a tree that holds only those weights, and the rest,
-weights and optimizer state, stay bit-for-bit as they were."""
+weights and optimizer state, stay bit-for-bit as they were; a traced mask (ISTA's traced
+support) steps exactly as the static set of inactive weights does."""
 
 import chex
 import jax
@@ -105,6 +106,69 @@ def test_sparse_step_equals_the_optimizer_on_the_active_subtree(objective):
       assert float(np.abs(t['cell']['op_b']['kernel']).max()) == 0.0
       assert float(np.abs(t['head']['kernel']).max()) > 0.0
     assert not np.allclose(full[2]['lr'], first[2]['lr'])  # eta moved, like the reference's
+
+
+@pytest.mark.parametrize('objective', [None, 'lagged', 'train'])
+def test_traced_mask_equals_the_static_sparse_step(objective):
+  """A traced mask (a strategy's active_mask: per weight None or traced bools) steps as
+  the static inactive set does over 3 steps, the used op switching from op_a to op_b
+  before the third: weights, momenta and eta (so the hypergradient of 'lagged' and
+  'train') agree to 1e-6, the unused op's weights and momentum stay bit-for-bit as they
+  were (a switched-off op keeps its momentum), its eta tangent is exactly zero.
+  The traced side gets what a traced network's gradient holds for the unused op (exact
+  zeros); the static side never looks at it."""
+  config = _config(objective)
+  hpo = hpo_lib.create(config)
+  tx = optim.net_optimizer(config)
+  params, _, r = _trees(3)
+  mask = lambda flags: {'cell': {'op_a': {'kernel': flags[0], 'bias': flags[0]},
+                                 'op_b': {'kernel': flags[1], 'scale': flags[1]}},
+                        'head': {'kernel': None}}
+  hp = hpo.init()
+  static = masked = (params, tx.init(params), hp, hpo.init_opt_state(hp, params))
+  head_x = r(6, 4)
+  for step in range(3):
+    use, idle = ('op_a', 'op_b') if step < 2 else ('op_b', 'op_a')
+    inactive = frozenset(('cell', idle, k) for k in params['cell'][idle])
+    grads = jax.tree_util.tree_map(lambda x: r(*x.shape), params)
+    zeroed = {'head': grads['head'], 'cell': {use: grads['cell'][use], idle: jax.tree_util.
+                                              tree_map(jnp.zeros_like, grads['cell'][idle])}}
+
+    def hpo_loss(p, use=use):
+      return jnp.mean((head_x @ p['head']['kernel']) ** 2) + jnp.sum(
+          p['cell'][use]['kernel'] ** 2)
+
+    loss = hpo_loss if objective == 'train' else None
+    new_static = _on_data_axis(lambda: sparse_update.apply_update(
+        hpo, inactive, tx=tx, opt_state=static[1], params=static[0], grads=grads,
+        hparams=static[2], hp_opt_state=static[3], eta_fn=hpo.values, hpo_loss=loss))
+    new_masked = jax.jit(lambda flags: _on_data_axis(lambda: sparse_update.apply_update(
+        hpo, frozenset(), tx=tx, opt_state=masked[1], params=masked[0], grads=zeroed,
+        hparams=masked[2], hp_opt_state=masked[3], eta_fn=hpo.values, hpo_loss=loss,
+        mask=mask(flags))))(jnp.asarray([use == 'op_a', use == 'op_b']))
+    for k in ('lr', 'hpo/grad_lr', 'hpo/grad_weight_decay'):
+      if k in new_static[4]:
+        np.testing.assert_allclose(new_masked[4][k], new_static[4][k], rtol=1e-6, atol=1e-9)
+    old, static, masked = masked, new_static[:4], new_masked[:4]
+    for tree_m, tree_s, tree_old in zip(masked, static, old):
+      flat_m = jax.tree_util.tree_flatten_with_path(tree_m)[0]
+      flat_s, flat_old = (jax.tree_util.tree_leaves(t) for t in (tree_s, tree_old))
+      for (path, a), b, before in zip(flat_m, flat_s, flat_old):
+        name = jax.tree_util.keystr(path)
+        if f"'{idle}'" in name and 'tangent' in name:
+          assert not np.any(np.asarray(a)), name  # an untouched weight: no eta tangent
+        elif f"'{idle}'" in name:  # as it was (bit-exact), so as the static path's
+          np.testing.assert_array_equal(a, before, err_msg=name)
+          np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=name)
+          if step < 2:  # op_b, never used yet: both paths hold its initial values
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+          np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=name)
+  moved = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+      lambda a, b: bool(np.any(a != b)), masked[0]['cell'], params['cell']))
+  assert all(moved)  # both ops were used at some step
+  if objective:
+    assert not np.allclose(masked[2]['lr'], hp['lr'])  # eta moved
 
 
 def test_no_inactive_weights_is_the_plain_update():

@@ -10,6 +10,15 @@ the same index the ISTA measurement matrix uses. A network is built with a stati
 columns per node: all (i+2)*7 of them (the supernet: DARTS, ISTA's masked fallback) or the
 2 of a genotype (the sparse ISTA network and the derived child). Parameters are named by
 (cell, node, input, op), so a child's weights are the supernet's, restricted.
+
+`traced=True` runs the supernet with the 2 columns of every node given as traced ints
+(ISTA's support read from its state inside one compiled step, `traced_nodes`): a cell's 8
+(input, op) slots are one lax.scan whose body picks the input state and the edge's
+weights by index and the op by lax.switch, recomputed in the backward pass
+(choice_space.single_path with remat), so every slot costs one op and the step one
+compile, whatever the support. Its variables are `pack`ed: the node ops of a cell stacked
+per op over the edges of the same shape (a few large arrays instead of ~350 small ones a
+cell: every array is a kernel of the optimizer step and crosses the call).
 """
 
 import functools
@@ -25,7 +34,7 @@ import numpy as np
 
 from dha_jax.layers import conv
 from dha_jax.models import common
-from dha_jax.nas import darts_ops
+from dha_jax.nas import choice_space, darts_ops
 from dha_jax.nas.darts_ops import NUM_OPS, OPS
 
 NUM_NODES = 4
@@ -193,9 +202,10 @@ class Cell(nn.Module):
   edges: Edges
   concat: Tuple[int, ...] = CONCAT
   bn_axis_name: Optional[str] = None
+  traced: bool = False
 
   @nn.compact
-  def __call__(self, s0, s1, weights, drop_rate, rng, train):
+  def __call__(self, s0, s1, weights, drop_rate, rng, train, columns=None):
     sp, c = self.spec, self.channels
     bn = dict(affine=sp.affine, bn_axis_name=self.bn_axis_name, bn_momentum=sp.bn_momentum)
     if self.reduction_prev:
@@ -203,6 +213,17 @@ class Cell(nn.Module):
     else:
       s0 = darts_ops.ReLUConvBN(c, name='pre0', **bn)(s0, train)
     states = [s0, darts_ops.ReLUConvBN(c, name='pre1', **bn)(s1, train)]
+    if self.traced:
+      if self.is_initializing():
+        raise ValueError('a traced DartsNet runs the supernet\'s variables, packed: '
+                         'initialise the supernet (all_edges) and pack them')
+      ops = {k: self.variables.get(k, {}).get(OPS_KEY, {}) for k in ('params', 'batch_stats')}
+      nodes, new_stats = traced_nodes(sp, c, self.reduction, states[0], states[1], ops,
+                                      columns, weights, drop_rate, rng, train,
+                                      self.bn_axis_name)
+      if train and self.is_mutable_collection('batch_stats') and new_stats:
+        self.put_variable('batch_stats', OPS_KEY, new_stats)
+      return jnp.concatenate([(states + list(nodes))[k] for k in self.concat], -1)
     for i, cols in enumerate(self.edges):
       total = 0.0
       for e, col in enumerate(cols):
@@ -217,6 +238,186 @@ class Cell(nn.Module):
         total = total + h
       states.append(total)
     return jnp.concatenate([states[k] for k in self.concat], -1)
+
+
+def _edge_groups(reduction):
+  """A cell's (node, input) edges by what their ops compute: one group in a normal cell;
+  in a reduction cell the stride-2 edges from the cell inputs (j < 2) and the stride-1
+  edges between nodes (other shapes). Per group: (edges, stride)."""
+  edges = [(i, j) for i in range(NUM_NODES) for j in range(num_inputs(i))]
+  if not reduction:
+    return ((tuple(edges), 1),)
+  return (tuple(e for e in edges if e[1] < 2), 2), (tuple(e for e in edges if e[1] >= 2), 1)
+
+
+OPS_KEY = 'ops'  # a packed cell's node ops: {'g<group>_<op>': the edges' variables stacked}
+
+
+def _op_name(i, j, op):
+  return f'node{i}_in{j}_{op}'
+
+
+def _group_name(g, op):
+  return f'g{g}_{op}'
+
+
+def _rows(a, count):
+  """Per-edge width of a packed leaf (edges concatenated along the last axis)."""
+  return a.shape[-1] // count
+
+
+def pack(tree, spec: Spec):
+  """Supernet variables (one collection, e.g. params) -> the traced network's layout:
+  in every cell, each op's variables over the edges of a group concatenated along their
+  last axis, under cell['ops']['g<g>_<op>']. The rank of every leaf is kept, so
+  hypergrad.group_index puts it in the same eta group; the values are the same."""
+  out = dict(tree)
+  for k in range(spec.layers):
+    cell = tree.get(f'cell{k}')
+    if cell is None:
+      continue
+    new = {n: v for n, v in cell.items() if not n.startswith('node')}
+    ops = {}
+    for g, (edges, _) in enumerate(_edge_groups(k in spec.reductions())):
+      for op in OPS:
+        trees = [cell.get(_op_name(i, j, op)) for i, j in edges]
+        if trees[0] is not None:
+          ops[_group_name(g, op)] = jax.tree_util.tree_map(
+              lambda *xs: jnp.concatenate(xs, -1), *trees)
+    if ops:
+      new[OPS_KEY] = ops
+    out[f'cell{k}'] = new
+  return out
+
+
+def unpack(tree, spec: Spec):
+  """pack's inverse (numpy or jax arrays): the supernet's names, per (node, input, op)."""
+  out = dict(tree)
+  for k in range(spec.layers):
+    cell = tree.get(f'cell{k}')
+    if cell is None or OPS_KEY not in cell:
+      continue
+    new = {n: v for n, v in cell.items() if n != OPS_KEY}
+    for g, (edges, _) in enumerate(_edge_groups(k in spec.reductions())):
+      for op in OPS:
+        packed = cell[OPS_KEY].get(_group_name(g, op))
+        if packed is None:
+          continue
+        for r, (i, j) in enumerate(edges):
+          new[_op_name(i, j, op)] = jax.tree_util.tree_map(
+              lambda a, r=r, e=len(edges): a[..., r * _rows(a, e):(r + 1) * _rows(a, e)],
+              packed)
+    out[f'cell{k}'] = new
+  return out
+
+
+def pack_index(tree, spec: Spec):
+  """For every leaf of a packed tree: None outside the node ops, else the (node, column)
+  of each of its edges in order: ((i, j * 7 + o), ...) (what ISTA's mask reads)."""
+  def index(path, _):
+    names = [str(getattr(p, 'key', p)) for p in path]
+    if len(names) < 3 or names[1] != OPS_KEY:
+      return None
+    g, op = names[2][1:].split('_', 1)
+    edges = _edge_groups(int(names[0][4:]) in spec.reductions())[int(g)][0]
+    return tuple((i, j * NUM_OPS + OPS.index(op)) for i, j in edges)
+  return jax.tree_util.tree_map_with_path(index, tree)
+
+
+def traced_nodes(spec: Spec, channels, reduction, s0, s1, ops, columns, weights,
+                 drop_rate, rng, train, bn_axis_name):
+  """The 4 nodes of a cell whose columns are traced: columns [4, 2] ints (j * 7 + o),
+  weights [4, 2] the factors of their outputs, ops the cell's packed node ops
+  ({'params': ..., 'batch_stats': ...} of cell['ops'], see pack). Returns (4 node
+  states, the new packed statistics).
+
+  One lax.scan over the 8 (node, slot) pairs: the input is read from a buffer of the
+  cell's states by index, the edge's weights and statistics from the packed arrays by
+  index, and the op is a lax.switch over the 7 ops (14 in a reduction cell: per group)
+  under choice_space.single_path(remat=True), so each slot runs one op forward and
+  recomputes it in the backward pass. Unselected weights get exactly zero gradient and
+  their statistics come back unchanged. The same sums, in the same order, as the static
+  Cell on those columns."""
+  groups = _edge_groups(reduction)
+  bn = dict(affine=spec.affine, pool_bn=spec.pool_bn, bn_axis_name=bn_axis_name,
+            bn_momentum=spec.bn_momentum)
+  count = [len(edges) for edges, _ in groups]
+  stacks = {k: tuple(tuple(ops[k].get(_group_name(g, op), {}) for op in OPS)
+                     for g in range(len(groups))) for k in ('params', 'batch_stats')}
+  rows = np.zeros((len(groups), NUM_NODES, num_inputs(NUM_NODES - 1)), np.int32)
+  for g, (edges, _) in enumerate(groups):
+    for r, (i, j) in enumerate(edges):
+      rows[g, i, j] = r
+
+  def branch(g, o, module):
+    def f(params, stats, x):
+      v = {'params': params[g][o], 'batch_stats': stats[g][o]}
+      if train:
+        y, new = module.apply(v, x[g], train=True, mutable=['batch_stats'])
+        new = new.get('batch_stats', stats[g][o])
+      else:
+        y, new = module.apply(v, x[g], train=False), stats[g][o]
+      out = [list(s) for s in stats]
+      out[g][o] = new
+      return y, tuple(tuple(s) for s in out)
+    return f
+
+  fns = [branch(g, o, darts_ops.make_op(op, channels, stride, **bn))
+         for g, (_, stride) in enumerate(groups) for o, op in enumerate(OPS)]
+  run = choice_space.single_path(fns, remat=True)
+  # the states a slot reads: normal cell one buffer [s0, s1, nodes]; reduction cell the
+  # inputs (stride-2 edges) and the half-resolution nodes apart
+  n, hgt, wid, _ = s0.shape
+  if reduction:
+    inputs = jnp.stack([s0, s1])
+    buf, first = jnp.zeros((NUM_NODES, n, (hgt + 1) // 2, (wid + 1) // 2, channels),
+                           s0.dtype), 0
+  else:
+    buf, first = jnp.concatenate([jnp.stack([s0, s1]),
+                                  jnp.zeros((NUM_NODES,) + s0.shape, s0.dtype)]), 2
+  drop = drop_rate is not None and rng is not None
+
+  def take(tree, row):
+    return tuple(tuple(jax.tree_util.tree_map(
+        lambda a, g=g: jax.lax.dynamic_slice_in_dim(a, row[g] * _rows(a, count[g]),
+                                                    _rows(a, count[g]), -1), t)
+        for t in per_op) for g, per_op in enumerate(tree))
+
+  def put(tree, new, row):
+    return tuple(tuple(jax.tree_util.tree_map(
+        lambda a, v, g=g: jax.lax.dynamic_update_slice_in_dim(
+            a, v, row[g] * _rows(a, count[g]), -1), t, u)
+        for t, u in zip(per_op, new_per_op)) for g, (per_op, new_per_op) in
+        enumerate(zip(tree, new)))
+
+  def body(carry, xs):
+    buf, acc, stats = carry
+    i, col, w, second = xs
+    j, o = col // NUM_OPS, col % NUM_OPS
+    if reduction:
+      g = (j >= 2).astype(jnp.int32)
+      x = (inputs[jnp.minimum(j, 1)], buf[jnp.clip(j - 2, 0, NUM_NODES - 1)])
+    else:
+      g, x = jnp.zeros((), jnp.int32), (buf[j],)
+    row = jnp.asarray(rows)[:, i, j]
+    h, new = run(g * NUM_OPS + o, take(stacks['params'], row), take(stats, row), x)
+    stats = put(stats, new, row)
+    if drop:  # as the static Cell: identities carry no weights and are never dropped
+      identity = (o == OPS.index('skip_connect')) & (j >= 2 if reduction else True)
+      h = jnp.where(identity, h, darts_ops.drop_path(
+          h, drop_rate, jax.random.fold_in(rng, 64 * i + col)))
+    h = h * w.astype(h.dtype)
+    acc = jnp.where(second, acc + h, h)
+    return (buf.at[first + i].set(acc), acc, stats), None  # slot 0 writes a partial sum
+
+  columns = jnp.asarray(columns, jnp.int32).reshape(-1)
+  xs = (jnp.repeat(jnp.arange(NUM_NODES), 2), columns,
+        jnp.asarray(weights).reshape(-1), jnp.tile(jnp.asarray([False, True]), NUM_NODES))
+  acc = jnp.zeros(buf.shape[1:], s0.dtype)
+  (buf, _, stats), _ = jax.lax.scan(body, (buf, acc, stacks['batch_stats']), xs)
+  new_stats = {_group_name(g, op): stats[g][o] for g in range(len(groups))
+               for o, op in enumerate(OPS) if _group_name(g, op) in ops['batch_stats']}
+  return [buf[first + i] for i in range(NUM_NODES)], new_stats
 
 
 class AuxHead(nn.Module):
@@ -243,8 +444,10 @@ class AuxHead(nn.Module):
 class DartsNet(nn.Module):
   """The cell network. `normal` / `reduce` are the static columns per node; `weights`
   (call argument) gives per node an array of edge factors aligned with them, else the
-  constant `*_weights` fields, else 1. Returns logits, or (logits, aux_logits) when
-  with_aux (aux_logits None unless training with an auxiliary head)."""
+  constant `*_weights` fields, else 1. traced=True: `weights` is (factors, columns), both
+  [2, 4, 2] (cell type, node, slot), the columns traced ints (traced_nodes). Returns
+  logits, or (logits, aux_logits) when with_aux (aux_logits None unless training with an
+  auxiliary head)."""
   spec: Spec
   num_classes: int
   normal: Edges
@@ -254,6 +457,7 @@ class DartsNet(nn.Module):
   normal_weights: Optional[Tuple[Tuple[float, ...], ...]] = None
   reduce_weights: Optional[Tuple[Tuple[float, ...], ...]] = None
   bn_axis_name: Optional[str] = 'data'
+  traced: bool = False  # weights = (factors, columns), traced [2, 4, 2]; edges unused
 
   @nn.compact
   def __call__(self, x, train=False, weights=None, drop_rate=None, rng=None, with_aux=False):
@@ -271,7 +475,10 @@ class DartsNet(nn.Module):
       s1 = bn(name='stem1_bn')(conv.Conv(c, (3, 3), 2, padding=1,
                                          name='stem1_conv')(nn.relu(s0)))
       reduction_prev = True
-    if weights is None:
+    columns = (None, None)
+    if self.traced:
+      weights, columns = weights
+    elif weights is None:
       weights = (self.normal_weights, self.reduce_weights)
     aux = None
     for k in range(sp.layers):
@@ -280,9 +487,10 @@ class DartsNet(nn.Module):
       t = int(reduction)
       cell = Cell(sp, c, reduction, reduction_prev, (self.normal, self.reduce)[t],
                   (self.normal_concat, self.reduce_concat)[t], self.bn_axis_name,
-                  name=f'cell{k}')
+                  self.traced, name=f'cell{k}')
       s0, s1 = s1, cell(s0, s1, weights[t], drop_rate,
-                        None if rng is None else jax.random.fold_in(rng, k), train)
+                        None if rng is None else jax.random.fold_in(rng, k), train,
+                        columns[t])
       reduction_prev = reduction
       if (k == sp.aux_position() and sp.auxiliary and with_aux
           and (train or self.is_initializing())):

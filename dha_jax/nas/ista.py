@@ -4,7 +4,7 @@ Per cell type t and node i: a code b_{t,i} in R^7 (params['arch']['b'], learned 
 on the training loss in the step's one jax.grad) and a fixed seeded Gaussian
 A_{t,i} in R^{7 x (i+2)*7} (nas_state['A'], zero-padded to 35 columns: a zero column never
 enters a LASSO solution). Once per epoch on the host (end_of_epoch):
-  x = argmin 1/2 ||A x - b||^2 + lam ||x||_1          (FISTA, `lasso`)
+  x = argmin 1/2 ||A x - b||^2 + lam ||x||_1          (`lasso`: exact path, float64)
   S = the 2 largest |x| on 2 distinct input edges       (any of the 7 ops)
   frozen |= ||x - x_last|| <= threshold                 (from `freeze_from_epoch` on)
 (each node's ||x - x_last|| is kept in nas_state['moved'] and logged, nas/code_moves),
@@ -12,13 +12,26 @@ and a candidate support whose derived network exceeds the parameter budget is re
 In the step, node i evaluates only its 2 ops, weighted by
   W = b^T A_S - (A_S^T A_S - I) x_S                    (so dL/db = A_S dL/dW),
 frozen codes are kept exactly (mask_update), and once all nodes are frozen the search is
-over: the same network trains on (with drop-path).
+over: the same network trains on (with drop-path). The loop also ends it at
+config.nas.max_search_fraction of the run (stop_search: every node still searching is
+frozen at its current support).
 
-Execution: the support is static Python structure of a specialised strategy
-(static_key / specialize: the train loop compiles one step per support, at most one per
-epoch); measured in benchmarks/ista_cost.py. Without specialisation the network falls back
-to the masked supernet (all 7 ops on every edge, zero weight off the support): the same
-outputs, the supernet's cost.
+Execution (config.nas.execution):
+  'traced'  (default) the support is read from nas_state inside the step: every cell's 8
+            (input, op) slots pick their input, weights and op by index (lax.scan over
+            the slots, lax.switch over the 7 ops, recomputed in the backward pass:
+            darts_space.traced_nodes). One compiled step for the whole run; unused ops'
+            weights and optimizer state are kept by a traced mask (active_mask,
+            sparse_update.apply_update). theta and the BatchNorm statistics are stored
+            packed (darts_space.pack: each op stacked over a cell's edges; `unpack` gives
+            the supernet's names, child() exports them), so a state does not move
+            between 'traced' and the other two.
+  'static'  the support is static Python structure of a specialised strategy (static_key
+            / specialize: the train loop compiles one step per support, at most one per
+            epoch; unused weights stay out of the call, sparse_update.SkipInactive).
+  'masked'  the supernet (all 7 ops on every edge, zero weight off the support): the same
+            outputs, the supernet's cost.
+Measured in benchmarks/ista_cost.py.
 """
 
 import copy
@@ -36,6 +49,7 @@ from dha_jax.nas.darts import CellStrategy
 M = ds.NUM_OPS                         # measurements per node (rows of A)
 N_MAX = ds.num_inputs(ds.NUM_NODES - 1) * ds.NUM_OPS  # 35 columns (node 3)
 CELLS = ('normal', 'reduce')
+EXECUTIONS = ('traced', 'static', 'masked')
 
 
 def default_config():
@@ -43,14 +57,16 @@ def default_config():
   n = ds.space_config()
   n.strategy = 'ista'
   n.lam = 1e-5                  # LASSO penalty
-  n.lasso_iters = 20000         # FISTA iteration cap
-  n.lasso_tol = 1e-7            # stop when ||x_k+1 - x_k|| <= tol * max(||x_k+1||, 1e-12)
+  n.lasso_iters = 20000         # cap of the FISTA fallback (a degenerate homotopy path)
+  n.lasso_tol = 1e-10           # relative duality gap the recovery must reach
   n.code_init_std = 0.1         # b ~ code_init_std * N(0, 1)
   n.measurement_seed = 0        # A ~ N(0, 1/7), from this seed
   n.freeze_threshold = 1e-3     # freeze a node when ||x_new - x_last||_2 <= this
   n.freeze_from_epoch = 2       # end_of_epoch(epoch) freezes only for epoch >= this
   n.budget_mparams = 0.0        # > 0: reject supports whose network exceeds this (M params)
-  n.execution = 'static'        # 'static' (one compiled step per support) | 'masked'
+  n.execution = 'traced'        # 'traced' (one step) | 'static' (one per support) | 'masked'
+  n.max_search_fraction = 0.3   # fix every node still searching at this fraction of the run
+  #                               (of num_epochs, or of the time budget); 0 = never
   n.optimizer = ml_collections.ConfigDict(
       {'name': 'adam', 'lr': 3e-4, 'b1': 0.5, 'b2': 0.999, 'weight_decay': 1e-3})
   return n
@@ -59,40 +75,122 @@ def default_config():
 # ------------------------------------------------------------------------ LASSO
 
 
-def _fista(A, b, lam, num_iters, tol):
-  L = jnp.maximum(jnp.linalg.norm(A, 2) ** 2, jnp.finfo(A.dtype).tiny)
-  step = 1.0 / L
-  soft = lambda v: jnp.sign(v) * jnp.maximum(jnp.abs(v) - lam * step, 0.0)
-  zero = jnp.zeros(A.shape[1], A.dtype)
-
-  def body(carry):
-    k, x, y, t, _ = carry
-    x_new = soft(y - step * (A.T @ (A @ y - b)))
-    # adaptive restart (O'Donoghue & Candes 2015): momentum off when it points uphill
-    restart = jnp.dot(y - x_new, x_new - x) > 0
-    t_new = jnp.where(restart, 1.0, (1.0 + jnp.sqrt(1.0 + 4.0 * t * t)) / 2.0)
-    y_new = jnp.where(restart, x_new, x_new + ((t - 1.0) / t_new) * (x_new - x))
-    delta = jnp.linalg.norm(x_new - x)
-    done = delta <= tol * jnp.maximum(jnp.linalg.norm(x_new), 1e-12)
-    return k + 1, x_new, y_new, t_new.astype(A.dtype), done
-
-  cond = lambda c: (c[0] < num_iters) & ~c[4]
-  init = (jnp.zeros((), jnp.int32), zero, zero, jnp.ones((), A.dtype), jnp.zeros((), bool))
-  return jax.lax.while_loop(cond, body, init)[1]
+def duality_gap(A, b, x, lam):
+  """P(x) - D(theta) >= P(x) - min P for P(x) = 1/2 ||A x - b||^2 + lam ||x||_1, with the
+  dual point theta = the residual scaled into the dual feasible set ||A^T theta|| <= lam.
+  float64; a certificate of how far x is from optimal without knowing the optimum."""
+  A, b, x = (np.asarray(v, np.float64) for v in (A, b, x))
+  r = b - A @ x
+  corr = np.max(np.abs(A.T @ r)) if A.shape[1] else 0.0
+  theta = r * min(1.0, lam / corr) if corr > 0 else r
+  primal = 0.5 * r @ r + lam * np.sum(np.abs(x))
+  return max(primal - (theta @ b - 0.5 * theta @ theta), 0.0), primal
 
 
-def lasso(A, b, lam, num_iters=20000, tol=1e-7):
-  """x = argmin_x 1/2 ||A x - b||^2 + lam ||x||_1 by FISTA with adaptive restart.
-  A [..., m, n], b [..., m]: leading dimensions are independent problems. Runs in the
-  inputs' dtype (float64 under jax.enable_x64 for reference-grade accuracy)."""
-  A, b = jnp.asarray(A), jnp.asarray(b, jnp.asarray(A).dtype)
-  lead = A.shape[:-2]
-  f = lambda a, v: _fista(a, v, jnp.asarray(lam, A.dtype), num_iters, tol)
-  x = jax.vmap(f)(A.reshape((-1,) + A.shape[-2:]), b.reshape((-1, A.shape[-2])))
-  return x.reshape(lead + (A.shape[-1],))
+def _homotopy(A, b, lam, max_steps):
+  """The exact LASSO path (LARS with the lasso modification, Efron et al. 2004) from
+  lam_max = ||A^T b||_inf down to lam: between breakpoints x is linear in lambda; a
+  breakpoint adds a column whose correlation reaches lambda or drops one that crosses
+  zero. Exact up to rounding, in ~2n linear solves of at most m x m. Returns (x, ok):
+  ok False if the path left general position (a singular active set, too many steps)."""
+  m, n = A.shape
+  x = np.zeros(n)
+  c = A.T @ b
+  lam_k = float(np.max(np.abs(c))) if n else 0.0
+  if lam >= lam_k:
+    return x, True
+  first = int(np.argmax(np.abs(c)))
+  active, signs = [first], [float(np.sign(c[first]))]
+  for _ in range(max_steps):
+    S, s = np.asarray(active), np.asarray(signs)
+    tiny = 1e-12 * lam_k  # a column that just left or entered is not an event again
+    if len(S) > m:
+      return x, False
+    A_S = A[:, S]
+    try:
+      d = np.linalg.solve(A_S.T @ A_S, s)  # dx_S / d(-lambda)
+    except np.linalg.LinAlgError:
+      return x, False
+    a = A.T @ (A_S @ d)                      # dc / d(-lambda)
+    step, event = lam_k - lam, None
+    free = np.ones(n, bool)
+    free[S] = False
+    with np.errstate(divide='ignore', invalid='ignore'):
+      for sign in (1.0, -1.0):  # c_j - g a_j = sign (lam_k - g)
+        g = (lam_k - sign * c) / (1.0 - sign * a)
+        g = np.where(free & (1.0 - sign * a > 0) & (g > tiny), g, np.inf)
+        j = int(np.argmin(g))
+        if g[j] < step:
+          step, event = g[j], ('in', j, sign)
+      g = np.where(-x[S] / d > tiny, -x[S] / d, np.inf)
+    k = int(np.argmin(g))
+    if g[k] < step:
+      step, event = g[k], ('out', k, 0.0)
+    lam_k -= step
+    if event is not None and event[0] == 'in':
+      active.append(event[1])
+      signs.append(event[2])
+    elif event is not None:
+      x[active.pop(event[1])] = 0.0
+      signs.pop(event[1])
+    if not active:
+      return x, False
+    # re-solve the active set's optimality conditions at lam_k (no drift between steps)
+    S, s = np.asarray(active), np.asarray(signs)
+    A_S = A[:, S]
+    try:
+      x[S] = np.linalg.solve(A_S.T @ A_S, A_S.T @ b - lam_k * s)
+    except np.linalg.LinAlgError:
+      return x, False
+    if event is None:
+      break
+    c = A.T @ (b - A @ x)
+  else:
+    return x, False
+  return x, True
 
 
-_lasso_jit = jax.jit(lasso, static_argnames=('num_iters',))
+def _fista(A, b, lam, x, num_iters, tol):
+  """FISTA with adaptive restart (O'Donoghue & Candes 2015) from x, until the relative
+  duality gap is <= tol: the fallback should the homotopy meet a degenerate path."""
+  L = max(np.linalg.norm(A, 2) ** 2, np.finfo(np.float64).tiny)
+  soft = lambda v: np.sign(v) * np.maximum(np.abs(v) - lam / L, 0.0)
+  y, t = x.copy(), 1.0
+  for k in range(num_iters):
+    x_new = soft(y - (A.T @ (A @ y - b)) / L)
+    if np.dot(y - x_new, x_new - x) > 0:  # momentum points uphill: restart
+      t_new, y = 1.0, x_new
+    else:
+      t_new = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+      y = x_new + ((t - 1.0) / t_new) * (x_new - x)
+    x, t = x_new, t_new
+    if k % 100 == 99:
+      gap, primal = duality_gap(A, b, x, lam)
+      if gap <= tol * primal:
+        break
+  return x
+
+
+def lasso(A, b, lam, num_iters=20000, tol=1e-10):
+  """x = argmin_x 1/2 ||A x - b||^2 + lam ||x||_1, in float64 on the host.
+  A [..., m, n], b [..., m]: leading dimensions are independent problems. The exact
+  homotopy path; if its result's relative duality gap exceeds tol (a degenerate path),
+  FISTA with restart refines it for up to num_iters iterations. Measured on 200 random
+  problems of the ISTA shapes (tests/test_ista.py): certified relative gap <= 3e-11,
+  ~1 ms a problem."""
+  A, b = np.asarray(A, np.float64), np.asarray(b, np.float64)
+  flat_A = A.reshape((-1,) + A.shape[-2:])
+  flat_b = b.reshape((-1, A.shape[-2]))
+  out = np.zeros(flat_A.shape[:1] + A.shape[-1:])
+  for k, (a, v) in enumerate(zip(flat_A, flat_b)):
+    # zero columns (ISTA's padding) never enter a solution: solve without them
+    cols = np.flatnonzero(np.any(a != 0, axis=0))
+    x, ok = _homotopy(a[:, cols], v, float(lam), max_steps=50 * max(len(cols), 1))
+    gap, primal = duality_gap(a[:, cols], v, x, lam)
+    if not ok or gap > tol * primal:
+      x = _fista(a[:, cols], v, float(lam), x, int(num_iters), tol)
+    out[k, cols] = x
+  return out.reshape(A.shape[:-2] + A.shape[-1:])
 
 
 # --------------------------------------------------------------- support and W
@@ -184,21 +282,25 @@ class ISTA(CellStrategy):
 
   def __init__(self, config, num_classes):
     super().__init__(config, num_classes, default_config(), 'ista')
-    if self.cfg.execution not in ('static', 'masked'):
-      raise ValueError(f"config.nas.execution={self.cfg.execution!r}: 'static' or 'masked'")
+    if self.cfg.execution not in EXECUTIONS:
+      raise ValueError(f'config.nas.execution={self.cfg.execution!r}: one of {EXECUTIONS}')
     self.support = None  # static [2, 4, 2] tuple once specialised
+    self.packed = self.cfg.execution == 'traced'  # theta in darts_space.pack's layout
     self._support_params = (None, None)  # (support, its network's param shapes): active_net
     self.net = self.supernet()
+    self.traced_net = ds.DartsNet(self.spec, num_classes, ds.all_edges(), ds.all_edges(),
+                                  bn_axis_name='data', traced=True)
 
   def recover(self, b, A):
-    return np.asarray(_lasso_jit(jnp.asarray(A), jnp.asarray(b), self.cfg.lam,
-                                 num_iters=int(self.cfg.lasso_iters),
-                                 tol=float(self.cfg.lasso_tol)))
+    """x of every node, float64 on the host (tiny: 8 problems of at most 7 x 35)."""
+    return lasso(np.asarray(jax.device_get(A)), np.asarray(jax.device_get(b)),
+                 float(self.cfg.lam), int(self.cfg.lasso_iters), float(self.cfg.lasso_tol))
 
   def init(self, rng, dummy):
     k_net, k_b = jax.random.split(rng)
     self.image_shape = tuple(dummy.shape[1:])
     v = ds.init_variables(self.net, k_net, dummy)
+    v = {k: self.pack(x) for k, x in v.items()}
     A = measurement_matrices(self.cfg.measurement_seed)
     b = self.cfg.code_init_std * jax.random.normal(k_b, (2, ds.NUM_NODES, M))
     x = self.recover(b, A)
@@ -208,6 +310,14 @@ class ISTA(CellStrategy):
                  'moved': jnp.zeros((2, ds.NUM_NODES), jnp.float32),
                  'rejected': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32)}
     return v['params'], v.get('batch_stats', {}), {'b': b}, nas_state
+
+  def pack(self, tree):
+    """Supernet variables (one collection) in this strategy's layout (packed if traced)."""
+    return ds.pack(tree, self.spec) if self.packed else tree
+
+  def unpack(self, tree):
+    """The supernet's layout (names per (node, input, op)) of this strategy's variables."""
+    return ds.unpack(tree, self.spec) if self.packed else tree
 
   # ---------------------------------------------------------------- in the step
 
@@ -225,6 +335,8 @@ class ISTA(CellStrategy):
       normal, reduce = edges_of(self.support)
       module = ds.DartsNet(self.spec, self.num_classes, normal, reduce, bn_axis_name='data')
       weights = tuple(tuple(W[t, i] for i in range(ds.NUM_NODES)) for t in range(2))
+    elif self.cfg.execution == 'traced':
+      module, weights = self.traced_net, (W, jnp.asarray(support, jnp.int32))
     else:  # masked: every op runs, zero weight off the support
       module = self.net
       weights = tuple(tuple(jnp.zeros(valid_columns(i), W.dtype).at[support[t, i]].set(
@@ -252,6 +364,34 @@ class ISTA(CellStrategy):
 
     return mirror(net_params, self._support_params[1])
 
+  def active_mask(self, net_params, nas_state):
+    """'traced': which weights of theta the support's network uses, for the step to keep
+    the others and their optimizer state exactly (sparse_update.py): a tree mirroring
+    theta, None for weights always used (stem, pre-processing, heads), else traced bools
+    broadcastable to the packed leaf (one per element of its last axis: its edge's op is
+    on the support). None when the support is static (active_net says it) or the
+    supernet runs."""
+    if self.support is not None or self.cfg.execution != 'traced':
+      return None
+    support = jnp.asarray(nas_state['support'])
+    flags = jnp.any(support[..., None] == jnp.arange(N_MAX), axis=-2)  # [2, 4, 35]
+    reductions, cache = self.spec.reductions(), {}
+
+    def mask(path, edges, leaf):
+      if edges is None:
+        return None
+      t = int(int(str(getattr(path[0], 'key', path[0]))[4:]) in reductions)
+      width = leaf.shape[-1] // len(edges)
+      key = (t, edges, width)
+      if key not in cache:
+        nodes, cols = (np.asarray(v) for v in zip(*edges))
+        cache[key] = jnp.repeat(flags[t][nodes, cols], width)
+      return cache[key]
+
+    flat, treedef = jax.tree_util.tree_flatten_with_path(net_params)
+    index = treedef.flatten_up_to(ds.pack_index(net_params, self.spec))
+    return treedef.unflatten([mask(p, e, x) for (p, x), e in zip(flat, index)])
+
   def optimizer(self):
     return optim.group_optimizer(self.cfg.optimizer)
 
@@ -262,18 +402,29 @@ class ISTA(CellStrategy):
     return {'b': jnp.where(nas_state['frozen'][..., None], old_arch['b'], new_arch['b'])}
 
   def static_key(self, nas_state_host):
-    if self.cfg.execution == 'masked':
-      return None
+    if self.cfg.execution != 'static':
+      return None  # 'traced': one step for every support; 'masked': the supernet
     return edges_of(nas_state_host['support'])
 
   def specialize(self, key):
+    """A copy whose network is the support `key` alone ('static'; it runs the supernet's
+    layout: a traced strategy's variables go through unpack first)."""
     if key is None:
       return self
     new = copy.copy(self)
     new.support = tuple(tuple(tuple(n) for n in cell) for cell in key)
+    new.packed = False
     return new
 
   # ---------------------------------------------------------------- on the host
+
+  def child(self, state):
+    """The derived network (CellStrategy.child) from the supernet's layout of theta."""
+    if self.packed:
+      host = jax.device_get({'net': state.params['net'], 'bs': state.batch_stats})
+      state = state.replace(params=dict(state.params, net=self.unpack(host['net'])),
+                            batch_stats=self.unpack(host['bs']))
+    return super().child(state)
 
   def params_of(self, support):
     normal, reduce = edges_of(support)
@@ -301,6 +452,13 @@ class ISTA(CellStrategy):
                 frozen=frozen | newly, rejected=np.int32(rejected), epoch=np.int32(epoch))
     put = lambda h, o: jax.device_put(np.asarray(h, o.dtype), o.sharding)
     return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+
+  def stop_search(self, state):
+    """Freezes every node still searching at its current support (x and S unchanged): the
+    search ends here (config.nas.max_search_fraction of the run, called by the loop)."""
+    old = state.nas_state['frozen']
+    frozen = jax.device_put(np.ones(np.shape(old), bool), getattr(old, 'sharding', None))
+    return state.replace(nas_state=dict(state.nas_state, frozen=frozen))
 
   def run_pictures(self, metrics_rows):
     """The freezing picture: each node's code movement per epoch against the threshold."""
