@@ -17,6 +17,8 @@ Interface (see fixed.FixedNetwork for the simplest complete example):
   child(state) -> (module, variables, genotype): the derived network as a plain Flax
       module (BatchNorm axis None) with the searched weights, genotype JSON-serialisable
   child_module(genotype) -> that module rebuilt from the genotype alone (export.load_model)
+  stop_search(state) -> state: fix every layer / node still searching (host side; the loop
+      calls it at config.nas.max_search_fraction of the run)
 Optional attributes / methods (the train loop uses defaults when absent):
   aux_weight: float, weight of aux['aux_logits'] (an auxiliary head) in the loss; 0.0
   arch_objective: 'train' (alpha from the training loss, in the same jax.grad) or 'val'
@@ -26,6 +28,9 @@ Optional attributes / methods (the train loop uses defaults when absent):
   static_key(host_nas_state) -> hashable, and specialize(key) -> strategy: the loop
       compiles (and caches) the step per key, so structure that changes at most once
       per epoch (an ISTA support) can be static Python instead of traced switching
+  active_net(net_params) -> static bools, and active_mask(net_params, nas_state) -> traced
+      bools: the weights this step's network uses (the rest and their optimizer state are
+      kept as they are: dha_jax/sparse_update.py)
 """
 
 from dha_jax.nas import darts, dsnas, fixed, ista
