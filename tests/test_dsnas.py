@@ -244,7 +244,8 @@ def test_early_fix_and_end_of_search():
   state = parallel.replicate(
       train.state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=state.params,
                                  hparams={}, batch_stats=bs, opt_state={}, nas_state=ns,
-                                 rng=jax.random.PRNGKey(0)), mesh)
+                                 rng=jax.random.PRNGKey(0),
+                                 horizon=jnp.zeros((), jnp.int32)), mesh)
   state = s.end_of_epoch(state, 1)
   got = jax.device_get(state.nas_state)
   assert list(got['fixed']) == [True] + [False] * (L - 1)
