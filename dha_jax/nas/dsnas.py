@@ -83,6 +83,12 @@ def frozen_while_zero(tx):
   return optax.GradientTransformation(tx.init, update)
 
 
+def _with_nas_state(state, host):
+  """state with nas_state set from host values, on the devices (and dtypes) it had."""
+  put = lambda h, old: jax.device_put(np.asarray(h, old.dtype), old.sharding)
+  return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+
+
 class DSNAS:
   """The strategy interface of dha_jax/nas/__init__.py."""
 
@@ -217,8 +223,7 @@ class DSNAS:
       new = ~fixed
     choice = np.where(new, np.argmax(p, -1), choice).astype(np.int32)
     host = dict(ns, fixed=fixed | new, choice=choice, epoch=np.int32(epoch))
-    put = lambda h, old: jax.device_put(np.asarray(h, old.dtype), old.sharding)
-    return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+    return _with_nas_state(state, host)
 
   def stop_search(self, state):
     """Every layer still searching fixed at its argmax (the search cap, METHOD.md 3c)."""
@@ -229,8 +234,7 @@ class DSNAS:
     fixed = np.asarray(ns['fixed'])
     host = dict(ns, fixed=np.ones_like(fixed),
                 choice=np.where(fixed, ns['choice'], np.argmax(p, -1)).astype(np.int32))
-    put = lambda h, old: jax.device_put(np.asarray(h, old.dtype), old.sharding)
-    return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
+    return _with_nas_state(state, host)
 
   def genotype_of(self, arch, nas_state):
     if self.genotype:
