@@ -46,8 +46,11 @@ class Checkpointer:
     self.dir = os.path.abspath(os.path.join(workdir, 'checkpoints'))
     self.every = every_steps
     self._check_config(workdir, config)
+    # A save cut short by SIGKILL leaves a temporary directory that is never the latest
+    # step; it is removed when the next run opens the manager.
     opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                        enable_async_checkpointing=True)
+                                        enable_async_checkpointing=True,
+                                        cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.dir, options=opts)
     self._load_clock()
 

@@ -14,13 +14,24 @@ def _scalar(v):
   return v.item() if v.size == 1 else v.tolist()
 
 
+def _parse(lines):
+  """JSON rows; a last line cut short by a kill mid-write is dropped."""
+  rows = []
+  for l in lines:
+    try:
+      rows.append(json.loads(l))
+    except ValueError:
+      continue
+  return rows
+
+
 def read_rows(workdir):
   """The rows of <workdir>/metrics.jsonl ([] before the first write)."""
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
+    return _parse(l for l in f if l.strip())
 
 
 class MetricsWriter:
@@ -32,9 +43,9 @@ class MetricsWriter:
     self.path = os.path.join(workdir, 'metrics.jsonl')
     if self.is_main and os.path.exists(self.path):
       with open(self.path) as f:
-        keep = [l for l in f if l.strip() and json.loads(l).get('step', 0) <= resume_step]
+        keep = [r for r in _parse(f) if r.get('step', 0) <= resume_step]
       with open(self.path, 'w') as f:
-        f.writelines(keep)
+        f.writelines(json.dumps(r) + '\n' for r in keep)
     from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF: slow)
     self.tb = metric_writers.create_default_writer(
         workdir, just_logging=not self.is_main, asynchronous=True)

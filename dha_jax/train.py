@@ -182,78 +182,85 @@ def train_and_evaluate(config, workdir: str, devices=None):
 
   step, t_log, s_log, preempted, last = start, time.time(), start, False, None
   clock.start(ckpt.elapsed_at(start) if resumed else 0.0)
-  with _Preemption() as preemption:
-    while step < end:
-      if clock.exhausted():
-        print(f'time budget of {config.time_budget_s:g} s ({config.time_budget_clock}) '
-              f'reached at step {step}; finishing the run here', flush=True)
-        writer.write(step, {'event': 'time_budget', 'train_time_s': clock.elapsed()})
-        break
-      batch = next(train_it)
-      if hpo_it is not None:
-        extra = next(hpo_it)
-        batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
-      if arch_it is not None:
-        extra = next(arch_it)  # drawn every step, so resume stays exact
-        if searching:
-          batch.update({'arch_image': extra['image'], 'arch_label': extra['label']})
-      state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
-      if last is not None and not np.isfinite(float(last['train/loss'])):
-        raise NonFiniteLoss(
-            f'the training loss became {float(last["train/loss"])} at step {step}; stopped. '
-            f'The last good checkpoint is kept in {ckpt.dir}. Lower config.lr or raise '
-            'config.optimizer.grad_clip_norm, then run again in a new workdir.')
-      last = metrics
-      step += 1
-      if pilot is not None and (h := pilot.after_step(step)) is not None:
-        state, end, pilot = budget.set_horizon(state, h), h, None
-        progress.total = h
-        cap = _search_cap(config, end)
-        writer.write(step, {'event': 'horizon', 'horizon': h, 'train_time_s': clock.elapsed()})
-        print(f'time budget: the schedule ends at step {h} (timed over the first steps); '
-              f'the search, if any, is capped at step {cap}', flush=True)
-      epoch_done = step % steps_per_epoch == 0
-      if step % config.log_every_steps == 0 or step == end or epoch_done:
-        metrics = jax.device_get(metrics)
-        now = time.time()
-        sps = (step - s_log) / max(now - t_log, 1e-9)
-        t_log, s_log = now, step
-        scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps,
-                   'train_time_s': clock.elapsed(),
-                   'phase': 'search' if searching else 'tune'}
-        scalars.update(comps.strategy.metrics(state.params['arch'], state.nas_state))
-        scalars.update(comps.policy.metrics(state.params['policy']))
-        if epoch_done and config.eval_every_epochs and (
-            step // steps_per_epoch) % config.eval_every_epochs == 0:
-          scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
-        writer.write(step, scalars)
-        progress(step, scalars['epoch'], scalars, sps)
-      capped = searching and cap is not None and step >= cap
-      if (epoch_done or capped) and step < end:  # the trained structure is the one exported
-        if epoch_done:
-          state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
-        if capped:  # config.nas.max_search_fraction: fix whatever still searches
-          state = comps.strategy.stop_search(state)
-        train_step, eval_step = compiled(state)
-        _arch_pictures(workdir, comps, state, writer, step)
-      if searching and (epoch_done or capped) and step < end and not _searching(comps, state):
-        searching = False
-        writer.write(step, {'event': 'search_end', 'epoch': step / steps_per_epoch,
-                            'search_capped': capped})
-        print(f'phase: search ended at step {step} (epoch {step / steps_per_epoch:.2f}); '
-              'the derived network trains on (tau and eta continue)', flush=True)
-      if ckpt.should_save(step) or preemption.requested:
-        if not _all_finite(state.params):
-          raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
-                              f'last good checkpoint is kept in {ckpt.dir}.')
-        ckpt.save(state, step, force=preemption.requested, elapsed_s=clock.elapsed())
-      if preemption.requested:
-        preempted = True
-        break
+  try:
+    with _Preemption() as preemption:
+      while step < end:
+        if clock.exhausted():
+          print(f'time budget of {config.time_budget_s:g} s ({config.time_budget_clock}) '
+                f'reached at step {step}; finishing the run here', flush=True)
+          writer.write(step, {'event': 'time_budget', 'train_time_s': clock.elapsed()})
+          break
+        batch = next(train_it)
+        if hpo_it is not None:
+          extra = next(hpo_it)
+          batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
+        if arch_it is not None:
+          extra = next(arch_it)  # drawn every step, so resume stays exact
+          if searching:
+            batch.update({'arch_image': extra['image'], 'arch_label': extra['label']})
+        state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
+        if last is not None and not np.isfinite(float(last['train/loss'])):
+          raise NonFiniteLoss(
+              f'the training loss became {float(last["train/loss"])} at step {step}; stopped. '
+              f'The last good checkpoint is kept in {ckpt.dir}. Lower config.lr or raise '
+              'config.optimizer.grad_clip_norm, then run again in a new workdir.')
+        last = metrics
+        step += 1
+        if pilot is not None and (h := pilot.after_step(step)) is not None:
+          state, end, pilot = budget.set_horizon(state, h), h, None
+          progress.total = h
+          cap = _search_cap(config, end)
+          writer.write(step, {'event': 'horizon', 'horizon': h, 'train_time_s': clock.elapsed()})
+          print(f'time budget: the schedule ends at step {h} (timed over the first steps); '
+                f'the search, if any, is capped at step {cap}', flush=True)
+        epoch_done = step % steps_per_epoch == 0
+        if step % config.log_every_steps == 0 or step == end or epoch_done:
+          metrics = jax.device_get(metrics)
+          now = time.time()
+          sps = (step - s_log) / max(now - t_log, 1e-9)
+          t_log, s_log = now, step
+          scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps,
+                     'train_time_s': clock.elapsed(),
+                     'phase': 'search' if searching else 'tune'}
+          scalars.update(comps.strategy.metrics(state.params['arch'], state.nas_state))
+          scalars.update(comps.policy.metrics(state.params['policy']))
+          if epoch_done and config.eval_every_epochs and (
+              step // steps_per_epoch) % config.eval_every_epochs == 0:
+            scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
+          writer.write(step, scalars)
+          progress(step, scalars['epoch'], scalars, sps)
+        capped = searching and cap is not None and step >= cap
+        if (epoch_done or capped) and step < end:  # the trained structure is the one exported
+          if epoch_done:
+            state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
+          if capped:  # config.nas.max_search_fraction: fix whatever still searches
+            state = comps.strategy.stop_search(state)
+          train_step, eval_step = compiled(state)
+          _arch_pictures(workdir, comps, state, writer, step)
+        if searching and (epoch_done or capped) and step < end and not _searching(comps, state):
+          searching = False
+          writer.write(step, {'event': 'search_end', 'epoch': step / steps_per_epoch,
+                              'search_capped': capped})
+          print(f'phase: search ended at step {step} (epoch {step / steps_per_epoch:.2f}); '
+                'the derived network trains on (tau and eta continue)', flush=True)
+        if ckpt.should_save(step) or preemption.requested:
+          if not _all_finite(state.params):
+            raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
+                                f'last good checkpoint is kept in {ckpt.dir}.')
+          ckpt.save(state, step, force=preemption.requested, elapsed_s=clock.elapsed())
+        if preemption.requested:
+          preempted = True
+          break
 
-  if not preempted and last is not None and not np.isfinite(float(last['train/loss'])):
-    raise NonFiniteLoss(f'the training loss became non-finite at step {step}; stopped. '
-                        f'The last good checkpoint is kept in {ckpt.dir}.')
+    if not preempted and last is not None and not np.isfinite(float(last['train/loss'])):
+      raise NonFiniteLoss(f'the training loss became non-finite at step {step}; stopped. '
+                          f'The last good checkpoint is kept in {ckpt.dir}.')
+  except BaseException:
+    # Whatever ends the loop (non-finite loss, an exception, Ctrl-C), the checkpoint writes
+    # in flight finish first, so the latest checkpoint on disk is whole and restorable.
+    ckpt.close()
+    writer.close()
+    raise
   if preempted:
     ckpt.close()
     writer.close()

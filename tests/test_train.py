@@ -146,16 +146,47 @@ def test_resume_may_change_the_freeze_threshold_but_not_the_search():
 
 
 def test_non_finite_loss_stops_and_keeps_good_checkpoint(test_config, tmp_path):
+  """lr 1e30 blows the parameters up within a few steps, while the save of the step before
+  is still being written in the background: the run waits for it before raising."""
   test_config.lr = 1e30
   test_config.optimizer.grad_clip_norm = 0.0
   test_config.num_steps = 12
   test_config.checkpoint_every_steps = 1
   with pytest.raises(train.NonFiniteLoss, match='non-finite|became'):
     train.train_and_evaluate(test_config, str(tmp_path))
-  ckpts = os.path.join(tmp_path, 'checkpoints')
-  if os.path.isdir(ckpts) and any(n.isdigit() for n in os.listdir(ckpts)):
-    _, params = _final_params(str(tmp_path))
-    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
+  names = os.listdir(os.path.join(tmp_path, 'checkpoints'))
+  assert any(n.isdigit() for n in names), names
+  assert not any('tmp' in n for n in names), names  # no save left half-written
+  step, params = _final_params(str(tmp_path))
+  assert 1 <= step < 12
+  assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
+
+
+def test_sigkill_during_a_save_loses_only_the_unsaved_steps(reference_run, tmp_path):
+  """SIGKILL while a checkpoint is being written (its temporary directory exists): the next
+  run starts from the last finished one and ends bit-identical to the uninterrupted run."""
+  _, ref_dir, ref_result = reference_run
+  workdir = str(tmp_path / 'killed')
+  cmd = _cli(workdir, '--config.checkpoint_every_steps=1')
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  ckpts = os.path.join(workdir, 'checkpoints')
+  deadline, seen = time.time() + 240, None
+  while time.time() < deadline and proc.poll() is None and seen is None:
+    names = os.listdir(ckpts) if os.path.isdir(ckpts) else []
+    if sum(n.isdigit() for n in names) >= 3:
+      seen = next((n for n in names if 'tmp' in n), None)
+  proc.kill()
+  proc.wait(timeout=60)
+  assert seen is not None, 'no save in flight was observed before the run ended'
+  done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert 'resumed from' in done.stdout + done.stderr
+  assert _losses(workdir) == _losses(ref_dir)
+  step_a, params_a = _final_params(workdir)
+  assert step_a == STEPS
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params_a, _final_params(ref_dir)[1])
+  with open(os.path.join(workdir, 'result.json')) as f:
+    assert json.load(f)['test/loss'] == ref_result['test/loss']
 
 
 def test_config_typo_fails_with_the_field_name(tmp_path):
