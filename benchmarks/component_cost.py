@@ -1,6 +1,7 @@
 """Cost of each AutoML component relative to the plain step of the same config, in one run.
 
-  python benchmarks/component_cost.py --config=configs/fashion_mnist.py --variants=policy,hpo_train,hpo_val,hpo_lagged
+  python -m benchmarks.component_cost --config=configs/fashion_mnist.py \
+      --variants=policy,hpo_train,hpo_val,hpo_lagged
 
 Each variant is the base config with one component switched on. All steps are compiled
 first, then timed ALTERNATELY (plain, variant 1, variant 2, ..., plain, ...) so that
@@ -9,15 +10,11 @@ a markdown table.
 """
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
+from ml_collections import config_flags
 
-from absl import app, flags  # pylint: disable=wrong-import-position
-from ml_collections import config_flags  # pylint: disable=wrong-import-position
-
-from benchmarks import step_cost  # pylint: disable=wrong-import-position
+from benchmarks import step_cost
 
 config_flags.DEFINE_config_file('config', None, 'base config file', lock_config=False)
 flags.DEFINE_string('variants', 'policy', 'comma-separated: policy, hpo_train, hpo_val, '

@@ -1,6 +1,6 @@
 """Forward+backward timings of the conv/pool formulations in dha_jax.layers.conv.
 
-  python benchmarks/conv_impls.py [--quick] [--only SUBSTRING] [--variants]
+  python -m benchmarks.conv_impls [--quick] [--only=SUBSTRING] [--variants]
 
 Each row: jit(grad(sum(op(x, w) * r))) w.r.t. x and w, min and median of the
 repeats after a warm-up call, batch 128 NHWC float32.  On a shared machine the
@@ -9,19 +9,21 @@ and not kept (to re-check the CPU default on other machines).
 """
 # pylint: disable=protected-access
 
-import argparse
 import functools
-import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 from jax import lax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from dha_jax.layers import conv  # pylint: disable=wrong-import-position
+from dha_jax.layers import conv
+
+flags.DEFINE_bool('quick', False, '3 repeats instead of 10')
+flags.DEFINE_bool('variants', False, 'also time rejected variants')
+flags.DEFINE_string('only', '', 'run cases whose name contains this')
+FLAGS = flags.FLAGS
 
 N = 128
 
@@ -143,19 +145,15 @@ def time_grad(fn, x, w, repeats):
   return 1e3 * min(ts), 1e3 * float(np.median(ts))
 
 
-def main():
-  ap = argparse.ArgumentParser()
-  ap.add_argument('--quick', action='store_true', help='3 repeats instead of 10')
-  ap.add_argument('--variants', action='store_true', help='also time rejected variants')
-  ap.add_argument('--only', default='', help='run cases whose name contains this')
-  args = ap.parse_args()
-  repeats = 3 if args.quick else 10
+def main(argv):
+  del argv
+  repeats = 3 if FLAGS.quick else 10
   rng = np.random.RandomState(0)
   print(f'backend={jax.default_backend()} devices={jax.device_count()} '
         f'auto={conv._resolve("auto")}  (ms per fwd+bwd, {repeats} repeats)')
   print(f'{"case":30s} {"impl":26s} {"min":>8s} {"median":>8s}')
-  for name, xs, ws, impls in cases(args.variants):
-    if args.only not in name:
+  for name, xs, ws, impls in cases(FLAGS.variants):
+    if FLAGS.only not in name:
       continue
     x = jnp.asarray(rng.randn(*xs), jnp.float32)
     w = jnp.asarray(rng.randn(*ws) / np.sqrt(np.prod(ws[:-1])), jnp.float32)
@@ -164,4 +162,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

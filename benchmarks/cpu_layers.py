@@ -3,7 +3,7 @@ timed one by one (forward + backward w.r.t. input and weights) in dha_jax, per c
 formulation, and in PyTorch, alternating in one run; medians in ms.
 
   pip install torch==2.13.0          # benchmark-only dependency (CPU build)
-  python benchmarks/cpu_layers.py [--repeats=9] [--impls=xla,mixed,im2col]
+  python -m benchmarks.cpu_layers [--repeats=9] [--impls=xla,mixed,im2col]
 
 Each row is one layer as the networks of benchmarks/cpu_vs_pytorch.py use it: conv
 (no bias) + BatchNorm (batch statistics) + ReLU, or a pooling op. The sum of a
@@ -11,19 +11,20 @@ column is close to that network's step minus the optimizer update, so the rows s
 which layers carry the gap between the two frameworks.
 """
 
-import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
 
-import jax  # pylint: disable=wrong-import-position
-import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
+from benchmarks import cpu_vs_pytorch
+from dha_jax.layers import conv
 
-from benchmarks import cpu_vs_pytorch  # pylint: disable=wrong-import-position
-from dha_jax.layers import conv  # pylint: disable=wrong-import-position
+flags.DEFINE_integer('repeats', 9, 'timed calls per layer and framework (median)')
+flags.DEFINE_string('impls', 'xla,mixed,im2col', 'comma-separated dha_jax conv impls')
+FLAGS = flags.FLAGS
 
 # (name, batch, hw, c_in, c_out, kernel, stride, kind); kind: 'cbr' | 'dw' (depthwise
 # conv + BN + ReLU, as in the DARTS and ShuffleNet spaces) | 'maxpool2'
@@ -84,20 +85,18 @@ def torch_fn(layer):
   return run
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  ap.add_argument('--repeats', type=int, default=9)
-  ap.add_argument('--impls', default='xla,mixed,im2col')
-  args = ap.parse_args()
+def main(argv):
+  del argv
   torch = cpu_vs_pytorch.require_torch()
-  impls = args.impls.split(',')
+  impls = FLAGS.impls.split(',')
   print(f'# {time.strftime("%Y-%m-%d")}, JAX {jax.__version__}, PyTorch {torch.__version__}, '
-        f'{os.cpu_count()} CPUs; ms per forward + backward, medians of {args.repeats}')
+        f'{os.cpu_count()} CPUs; ms per forward + backward, medians of {FLAGS.repeats}')
   print('| layer | ' + ' | '.join(f'dha_jax {i}' for i in impls) + ' | PyTorch | best / PyTorch |')
   print('|---|' + '---|' * (len(impls) + 2))
   totals = np.zeros(len(impls) + 1)
   for layer in LAYERS:
-    ms = cpu_vs_pytorch.median_ms([jax_fn(layer, i) for i in impls] + [torch_fn(layer)], args.repeats)
+    fns = [jax_fn(layer, i) for i in impls] + [torch_fn(layer)]
+    ms = cpu_vs_pytorch.median_ms(fns, FLAGS.repeats)
     totals += ms
     print(f'| {layer[0]} | ' + ' | '.join(f'{m:.1f}' for m in ms) +
           f' | {min(ms[:-1]) / ms[-1]:.2f} |', flush=True)
@@ -105,4 +104,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

@@ -2,7 +2,8 @@
 same networks with identical shapes, timed alternately in one run; medians.
 
   pip install torch==2.13.0          # benchmark-only dependency (CPU build)
-  python benchmarks/cpu_vs_pytorch.py [--repeats=15] [--nets=small_cnn,resnet,darts_cell,shufflenet_block]
+  python -m benchmarks.cpu_vs_pytorch [--repeats=15] [--threads=0] [--conv_impl=auto]
+      [--nets=small_cnn,resnet,darts_cell,shufflenet_block]
 
 Networks: the small CNN of configs/fashion_mnist.py (28x28x1, batch 128); a ResNet with
 basic blocks (3 stages x 2 blocks, width 16, 32x32x3, batch 64); a DARTS-V2 normal cell
@@ -11,22 +12,22 @@ batch 64). The JAX side is dha_jax's own code path (dha_jax.layers.conv with the
 default formulation). Prints a markdown table of ms/step and the ratio JAX / PyTorch.
 """
 
-import argparse
 import functools
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import app, flags
 
-import flax.linen as nn  # pylint: disable=wrong-import-position
-import jax  # pylint: disable=wrong-import-position
-import jax.numpy as jnp  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
-import optax  # pylint: disable=wrong-import-position
+from dha_jax.layers import conv
+from dha_jax.models import resnet, small_cnn
 
-from dha_jax.layers import conv  # pylint: disable=wrong-import-position
-from dha_jax.models import resnet, small_cnn  # pylint: disable=wrong-import-position
+FLAGS = flags.FLAGS
 
 # ----------------------------------------------------------------------------- JAX side
 
@@ -333,32 +334,36 @@ def median_ms(fns, repeats):
   return [np.median(t) * 1e3 for t in times]
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  ap.add_argument('--repeats', type=int, default=15)
-  ap.add_argument('--nets', default=','.join(NETS))
-  ap.add_argument('--threads', type=int, default=0, help='torch threads (0: its default)')
-  ap.add_argument('--conv_impl', default='auto', choices=conv.IMPLS,
-                  help="dha_jax's conv formulation (dha_jax.layers.conv)")
-  args = ap.parse_args()
-  conv.set_default_impl(args.conv_impl)
+def _define_flags():
+  """Only when run: benchmarks/cpu_layers.py imports this module and has its own flags."""
+  flags.DEFINE_integer('repeats', 15, 'timed steps per network and framework (median)')
+  flags.DEFINE_string('nets', ','.join(NETS), 'comma-separated network names (keys of NETS)')
+  flags.DEFINE_integer('threads', 0, 'torch threads (0: its default)')
+  flags.DEFINE_enum('conv_impl', 'auto', conv.IMPLS,
+                    "dha_jax's conv formulation (dha_jax.layers.conv)")
+
+
+def main(argv):
+  del argv
+  conv.set_default_impl(FLAGS.conv_impl)
   torch = require_torch()
-  if args.threads:
-    torch.set_num_threads(args.threads)
+  if FLAGS.threads:
+    torch.set_num_threads(FLAGS.threads)
   tnets = torch_nets()
   print(f'# {time.strftime("%Y-%m-%d")}, JAX {jax.__version__} ({jax.default_backend()}, conv '
         f'impl {conv.get_default_impl()}), PyTorch {torch.__version__}, {os.cpu_count()} CPUs, '
         f'torch threads {torch.get_num_threads()}')
   print('| network | input | batch | dha_jax ms/step | PyTorch ms/step | ratio |')
   print('|---|---|---|---|---|---|')
-  for name in args.nets.split(','):
+  for name in FLAGS.nets.split(','):
     make, shape, batch = NETS[name]
     j = jax_step_fn(make(), shape, batch)
     t = torch_step_fn(tnets[name](), shape, batch)
-    mj, mt = median_ms([j, t], args.repeats)
+    mj, mt = median_ms([j, t], FLAGS.repeats)
     print(f'| {name} | {"x".join(map(str, shape))} | {batch} | {mj:.1f} | {mt:.1f} | '
           f'{mj / mt:.2f} |', flush=True)
 
 
 if __name__ == '__main__':
-  main()
+  _define_flags()
+  app.run(main)

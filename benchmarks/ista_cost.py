@@ -1,11 +1,11 @@
 """Cost of the ISTA search step: traced against static support, the derived network alone
 and the DARTS supernet.
 
-  python benchmarks/ista_cost.py [--layers 3 --channels 8 --batch 32 --reps 7]
-  python benchmarks/ista_cost.py --base fashion_mnist --layers 5 --batch 64 --no_supernet
+  python -m benchmarks.ista_cost [--layers=3 --channels=8 --batch=32 --reps=7]
+  python -m benchmarks.ista_cost --base=fashion_mnist --layers=5 --batch=64 --no_supernet
 
 Full train steps (train.setup + steps.compile_steps, 1 device, digits 8x8 or
---base fashion_mnist 28x28, the real data; plain SGD, no tau or eta): the ISTA search
+--base=fashion_mnist 28x28, the real data; plain SGD, no tau or eta): the ISTA search
 step with the support traced (config.nas.execution='traced', the default: one compiled
 step for every support) and specialised to its support ('static': only the 2 selected
 ops per node are in the program, one compile per support; theta still holds every op's
@@ -16,31 +16,36 @@ memory analysis and the compile time of each step, and the static step's compile
 second support (what every support change costs it; the traced step has none).
 """
 
-import argparse
 import importlib
 import json
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
+from absl import app, flags
 
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dha_jax import parallel, steps, train
+from dha_jax.nas import darts, ista
 
-from dha_jax import parallel, steps, train  # pylint: disable=g-import-not-at-top
-from dha_jax.nas import darts, ista  # pylint: disable=g-import-not-at-top
+flags.DEFINE_integer('layers', 3, 'config.nas.layers (cells)')
+flags.DEFINE_integer('channels', 8, 'config.nas.channels')
+flags.DEFINE_integer('batch', 32, 'config.batch_size')
+flags.DEFINE_integer('reps', 7, 'timed rounds, each step once per round (medians)')
+flags.DEFINE_bool('no_supernet', False, "skip the DARTS supernet's step")
+flags.DEFINE_bool('no_derived', False, "skip the derived network's step")
+flags.DEFINE_enum('base', 'digits', ['digits', 'fashion_mnist'], 'configs/<base>.py')
+FLAGS = flags.FLAGS
 
 
-def _config(nas, args):
-  c = importlib.import_module(f'configs.{args.base}').get_config()
-  nas.channels, nas.layers = args.channels, args.layers
+def _config(nas):
+  c = importlib.import_module(f'configs.{FLAGS.base}').get_config()
+  nas.channels, nas.layers = FLAGS.channels, FLAGS.layers
   nas.auxiliary_weight, nas.drop_path = 0.4, 0.0
   if 'affine' in nas:  # same op modules in all three networks
     nas.affine, nas.pool_bn = True, False
   c.nas = nas
-  c.batch_size = args.batch
+  c.batch_size = FLAGS.batch
   c.progress = False
   return c
 
@@ -65,16 +70,8 @@ def _compiled(config, mesh, specialize=None):
           'peak_bytes': peak, 'comps': comps}
 
 
-def main():
-  p = argparse.ArgumentParser()
-  p.add_argument('--layers', type=int, default=3)
-  p.add_argument('--channels', type=int, default=8)
-  p.add_argument('--batch', type=int, default=32)
-  p.add_argument('--reps', type=int, default=7)
-  p.add_argument('--no_supernet', action='store_true')
-  p.add_argument('--no_derived', action='store_true')
-  p.add_argument('--base', default='digits', choices=('digits', 'fashion_mnist'))
-  args = p.parse_args()
+def main(argv):
+  del argv
   mesh = parallel.make_mesh(jax.devices()[:1])
 
   def to_support(strategy, state):
@@ -83,17 +80,17 @@ def main():
   runs = {}
   static_cfg = ista.default_config()
   static_cfg.execution = 'static'
-  runs['ista_static'] = _compiled(_config(static_cfg, args), mesh, to_support)
-  runs['ista_traced'] = _compiled(_config(ista.default_config(), args), mesh)
+  runs['ista_static'] = _compiled(_config(static_cfg), mesh, to_support)
+  runs['ista_traced'] = _compiled(_config(ista.default_config()), mesh)
   search = runs['ista_static']
   genotype = search['comps'].strategy.genotype_of(search['state'].params['arch'],
                                                   search['state'].nas_state)
-  if not args.no_derived:
+  if not FLAGS.no_derived:
     fixed = darts.fixed_config()
     fixed.genotype = json.dumps(genotype.to_json())
-    runs['derived_only'] = _compiled(_config(fixed, args), mesh)
-  if not args.no_supernet:
-    runs['darts_supernet'] = _compiled(_config(darts.darts_config(), args), mesh)
+    runs['derived_only'] = _compiled(_config(fixed), mesh)
+  if not FLAGS.no_supernet:
+    runs['darts_supernet'] = _compiled(_config(darts.darts_config()), mesh)
 
   # a support change: compile the static search step for another support
   other = np.asarray(jax.device_get(search['state'].nas_state['support'])).copy()
@@ -110,7 +107,7 @@ def main():
   for k, r in runs.items():  # warm-up (compiles the called step; the donated state)
     states[k], m = r['step'](states[k], r['batch'])
     jax.block_until_ready(m)
-  for _ in range(args.reps):
+  for _ in range(FLAGS.reps):
     for k, r in runs.items():
       t = time.perf_counter()
       states[k], m = r['step'](states[k], r['batch'])
@@ -121,7 +118,7 @@ def main():
   base_name = 'derived_only' if 'derived_only' in runs else 'ista_static'
   base = med[base_name]
   shape = 'x'.join(str(d) for d in search['batch']['image'].shape[1:])
-  print(f'config: {args.layers} cells, C={args.channels}, batch {args.batch}, {shape}, '
+  print(f'config: {FLAGS.layers} cells, C={FLAGS.channels}, batch {FLAGS.batch}, {shape}, '
         f'{jax.devices()[0].platform}, conv impl auto; genotype:\n{genotype}')
   base_peak = runs[base_name]['peak_bytes']
   for k in runs:
@@ -139,4 +136,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

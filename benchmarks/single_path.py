@@ -1,12 +1,12 @@
 """DSNAS single-path execution: the search step against the derived child's train step.
 
-  python benchmarks/single_path.py [--config=configs/digits_dsnas.py] [--space=shufflenet_small]
+  python -m benchmarks.single_path [--config=configs/digits_dsnas.py] [--space=shufflenet_small]
       [--batch_size=128] [--size=28] [--channels=1] [--steps=20] [--warmup=2]
       [--executions=switch_vjp,switch_remat,switch,masked] [--genotype=argmax]
       [--data=synthetic] [--json=/tmp/single_path.json]
 
   # GPU, the full SPOS space at a reduced resolution:
-  python benchmarks/single_path.py --space=shufflenet --size=64 --channels=3 \
+  python -m benchmarks.single_path --space=shufflenet --size=64 --channels=3 \
       --num_classes=1000 --batch_size=128 --json=$OUT/single_path_gpu.json
 
 Issue #5 item 3: the compiled search step must not pay for all K candidates. For every
@@ -56,13 +56,10 @@ import datetime
 import json
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # pylint: disable=wrong-import-position
-from ml_collections import config_flags  # pylint: disable=wrong-import-position
+from absl import app, flags
+from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 SINGLE_PATH = ('switch_vjp', 'switch_remat', 'switch')

@@ -1,6 +1,6 @@
 """Cost of the compiled train step of a config: median ms/step after warm-up.
 
-  python benchmarks/step_cost.py --config=configs/digits.py [--config.batch_size=128]
+  python -m benchmarks.step_cost --config=configs/digits.py [--config.batch_size=128]
       [--steps=20] [--warmup=3] [--label=plain]
 
 Prints one JSON line: {"label", "ms_per_step", "images_per_s", "compile_s", "devices", ...}.
@@ -9,14 +9,10 @@ same run: run this twice (component off, then on) in one shell and divide.
 """
 
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ml_collections import config_flags  # pylint: disable=wrong-import-position
+from absl import app, flags
+from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 
@@ -31,7 +27,6 @@ def _define_flags():
 def build(config, devices=None):
   """Compiles the step of `config`; returns (run_one_step, compile_seconds)."""
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from dha_jax import parallel, train  # pylint: disable=g-import-not-at-top
   from dha_jax import steps as steps_lib  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh(devices)

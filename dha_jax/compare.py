@@ -54,6 +54,8 @@ flags.DEFINE_enum('budget_clock', 'wall', ['wall', 'process'],
                   "What the budget counts: 'wall' seconds, or 'process' CPU seconds of the "
                   'run (fair when other jobs share the machine).')
 flags.DEFINE_multi_string('override', [], 'Extra --config.field=value for every run.')
+flags.DEFINE_bool('report_only', False, 'Start no run: the table of the runs finished so '
+                  'far (a measurement spanning sessions), the others listed as not run.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 SEARCH_HALF = 'sequential_search'  # <workdir>/<this>/seed<s>: sequential's NAS run
@@ -141,6 +143,8 @@ def _run(cmd, workdir):
             f'\nnot\n  {shlex.join(cmd)}\n(a different comparison needs a new --workdir)',
             file=sys.stderr, flush=True)
   else:
+    if FLAGS.report_only:
+      raise RunFailed('not run yet (--report_only)', workdir)
     if _Stop.requested:
       raise RunFailed('not started (compare was stopped)', workdir)
     os.makedirs(workdir, exist_ok=True)
@@ -431,6 +435,10 @@ def main(argv):
     _Stop.requested = False
   summary = summarize(results, FLAGS.variants, seeds, FLAGS.reference)
   print(write(summary, results, seeds, failures), flush=True)
+  if failures and FLAGS.report_only:
+    print(f'{len(failures)} of {len(seeds) * len(FLAGS.variants)} runs are not finished yet',
+          file=sys.stderr)
+    return 0
   if failures:
     print(f'{len(failures)} of {len(seeds) * len(FLAGS.variants)} runs have no result:',
           file=sys.stderr)

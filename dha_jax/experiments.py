@@ -33,14 +33,25 @@ VARIANTS = ('fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo', 'na
 SEARCHED = ('nas', 'random', 'dha', 'sequential')
 LEARNED_POLICY = ('da', 'da_hpo', 'dha', 'sequential')
 LEARNED_HPARAMS = ('hpo', 'da_hpo', 'dha', 'sequential')
-FIXED_COUNTERPART = {'dsnas': 'dsnas', 'ista': 'darts_fixed', 'darts': 'darts_fixed'}
+
+
+def searchable():
+  """Strategies a search variant can name: those with a fixed counterpart (the strategy
+  that trains one genotype of their space, for 'sequential' and 'random')."""
+  from dha_jax import nas  # pylint: disable=g-import-not-at-top
+  return sorted(k for k, cls in nas.STRATEGIES.items() if cls.fixed_counterpart)
+
+
+def fixed_counterpart(strategy: str) -> str:
+  from dha_jax import nas  # pylint: disable=g-import-not-at-top
+  return nas.STRATEGIES[strategy].fixed_counterpart
 
 
 def parse(arg: str, default_strategy: str):
   variant, _, strategy = (arg or 'fixed').partition('/')
   if variant not in VARIANTS:
     raise ValueError(f'config argument {arg!r}: the variant must be one of {VARIANTS} '
-                     "(optionally '/dsnas', '/ista' or '/darts')")
+                     f"(optionally /<strategy>, one of {searchable()})")
   return variant, strategy or default_strategy
 
 
@@ -55,13 +66,11 @@ def nas_config(strategy: str, overrides: dict) -> ml_collections.ConfigDict:
   return n
 
 
-def apply(c, arg: str, search: dict, default_strategy: str = 'ista', fixed_nas=None,
-          hpo=None, policy=None):
+def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
+          policy=None):
   """Switches the components of config `c` for the variant named by `arg`.
 
   search: {strategy: {field: value}} overrides of config.nas per strategy.
-  fixed_nas: config.nas of the fixed network of 'fixed', 'randaugment' and 'da_hpo' (e.g.
-      a DARTS-V2 cell network); None keeps config.model.
   hpo / policy: config.hpo / config.policy fields of the learned variants.
   """
   variant, strategy = parse(arg, default_strategy)
@@ -71,7 +80,7 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', fixed_nas=N
   if variant in ('nas', 'dha'):
     c.nas = nas_config(strategy, search[strategy])
   elif variant in ('sequential', 'random'):  # a fixed genotype of the searched space
-    fixed = FIXED_COUNTERPART[strategy]
+    fixed = fixed_counterpart(strategy)
     c.nas = nas_config(fixed, search[strategy])
     if variant == 'random' and fixed == 'dsnas':
       c.nas.random_genotype = True
@@ -79,8 +88,6 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', fixed_nas=N
       c.nas.genotype = 'random'
     else:  # the derived genotype, from scratch (compare.py sets it)
       c.nas.genotype = () if fixed == 'dsnas' else 'DARTS_V2'
-  elif fixed_nas:
-    c.nas = ml_collections.ConfigDict(fixed_nas)
   if variant in ('randaugment', 'trivialaugment'):
     c.policy.name = variant
   if variant in LEARNED_POLICY:

@@ -31,11 +31,16 @@ def recalibrate_bn(module, variables, batches, mesh, prepare):
   their running statistics do not describe the child (METHOD.md 3a's pitfall)."""
   if not variables.get('batch_stats'):
     return variables
+  # The exported child has no cross-device BN axis; recalibrating it shard by shard would
+  # normalise each device's activations by its own shard and change every later layer's
+  # statistics with the device count. Synchronised over 'data', it sees the global batch.
+  if hasattr(module, 'bn_axis_name'):
+    module = module.clone(bn_axis_name=parallel.AXIS)
 
   def stats(v, images):
     with common.override_bn_momentum(0.0):  # a train call returns the batch's statistics
       _, new = module.apply(v, prepare(images), train=True, mutable=['batch_stats'])
-    return parallel.pmean(new['batch_stats'])
+    return _global_moments(new['batch_stats'])
 
   step = parallel.data_parallel(stats, mesh, (parallel.REPLICATED, parallel.SHARDED),
                                 parallel.REPLICATED)
@@ -47,6 +52,17 @@ def recalibrate_bn(module, variables, batches, mesh, prepare):
   if not n:
     return variables
   return dict(variables, batch_stats=jax.tree_util.tree_map(lambda t: t / n, total))
+
+
+def _global_moments(tree):
+  """Per-device BatchNorm {'mean', 'var'} -> those of the whole global batch, for BNs that
+  stay per device (DSNAS's choice blocks): E[x] and E[x^2] average over equal shards, the
+  variance does not. Synchronised BNs are already global: unchanged."""
+  if isinstance(tree, dict) and set(tree) == {'mean', 'var'}:
+    mean = parallel.pmean(tree['mean'])
+    square = parallel.pmean(tree['var'] + jnp.square(tree['mean']))
+    return {'mean': mean, 'var': square - jnp.square(mean)}
+  return {k: _global_moments(v) for k, v in tree.items()}
 
 
 def _json_default(x):
@@ -139,7 +155,10 @@ def load_model(path) -> Model:
     raise ValueError(f'{meta_path} has format {meta.get("format")}; this dha_jax reads '
                      f'format {FORMAT}')
   config = ml_collections.ConfigDict(meta['config'])
-  strategy = nas.create(config, meta['num_classes'])
+  shape = tuple(meta['input_shape'])  # the dataset's images; the model sees image_size
+  if meta['preprocess']['image_size']:
+    shape = (meta['preprocess']['image_size'],) * 2 + shape[2:]
+  strategy = nas.create(config, meta['num_classes'], shape)
   module = strategy.child_module(meta['genotype'])
   with open(os.path.join(path, 'variables.msgpack'), 'rb') as f:
     variables = flax.serialization.msgpack_restore(f.read())

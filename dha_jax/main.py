@@ -4,12 +4,13 @@ Any field can be overridden: --config.batch_size=64 --config.dataset.val_size=50
 Running the same command again resumes from the latest checkpoint in --workdir.
 """
 
-import difflib
 import importlib.util
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from dha_jax import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file (get_config()).',
@@ -20,6 +21,7 @@ flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() first
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+@cli.reported
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -66,7 +68,8 @@ def parse_flags(argv):
       names = _known_fields(_config_of(argv))
     except Exception:  # pylint: disable=broad-except
       names = []
-    near = difflib.get_close_matches(bad[len('config.'):], names, n=3, cutoff=0.5)
+    from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+    near = config_util.nearest(bad[len('config.'):], names)
     hint = f"; did you mean {', '.join('config.' + n for n in near)}?" if near else ''
     print(f'error: --{bad}: the config has no field {bad!r}{hint} (configs/default.py lists '
           'every field)', file=sys.stderr)

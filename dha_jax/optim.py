@@ -4,6 +4,7 @@ The network optimizer is wrapped in optax.inject_hyperparams so that eta (learni
 weight decay) lives inside its state and can be set, and differentiated, each step.
 """
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -69,3 +70,30 @@ def group_optimizer(cfg):
   else:
     raise ValueError(f"optimizer name {name!r} is unknown for this group: use 'sgd' or 'adam'")
   return optax.chain(optax.add_decayed_weights(wd), tx) if wd else tx
+
+
+def update_theta(tx, opt_state, params, grads, eta, groups=None):
+  """theta_{t+1}: the run's optimizer step with eta injected -> (params, opt_state).
+
+  groups (a tree of group indices like params; eta's values then have one entry per
+  group): per-group eta through an exact rewrite. SGD/Nesterov/Adam/AdamW updates are
+  linear in lr and see theta only as wd * theta, so inject lr = wd = 1, feed wd_g * theta
+  and scale the update by lr_g; equal to the global update when every group holds the
+  same eta."""
+  if groups is None:
+    updates, new_opt = tx.update(grads, set_hyperparams(opt_state, eta), params)
+    return optax.apply_updates(params, updates), new_opt
+  lr, wd = eta['learning_rate'], eta['weight_decay']
+  unit = set_hyperparams(opt_state, {'learning_rate': 1.0, 'weight_decay': 1.0})
+  scaled = jax.tree_util.tree_map(lambda p, g: wd[g].astype(p.dtype) * p, params, groups)
+  updates, new_opt = tx.update(grads, unit, scaled)
+  updates = jax.tree_util.tree_map(lambda d, g: lr[g].astype(d.dtype) * d, updates, groups)
+  return optax.apply_updates(params, updates), new_opt
+
+
+def set_hyperparams(opt_state, values: dict):
+  """The inject_hyperparams state with eta replaced (values may be traced)."""
+  hp = dict(opt_state.hyperparams)
+  for k, v in values.items():
+    hp[k] = jnp.asarray(v, jnp.asarray(hp[k]).dtype)
+  return opt_state._replace(hyperparams=hp)

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dha_jax.hpo.base import Update
+
 
 def _names(path):
   return tuple(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
@@ -101,7 +103,7 @@ def select(new_tree, old_tree, table: dict):
 
 def _masked(tx, table):
   """tx whose updates are zero and whose state stays where the weight is unused: theta's
-  step inside hpo.apply_update, so eta's derivatives (the hypergradient, the 'lagged'
+  step inside hpo.update_theta_and_eta, so eta's derivatives (the hypergradient, the 'lagged'
   tangent) of an unused weight are exactly zero as well."""
 
   def update(grads, state, params=None):
@@ -112,34 +114,35 @@ def _masked(tx, table):
   return optax.GradientTransformation(tx.init, update)
 
 
-def apply_update(hpo, inactive, *, tx, opt_state, params, grads, hparams, hp_opt_state,
-                 eta_fn, hpo_loss, mask=None):
-  """hpo.apply_update on the active weights only (the same call when none is inactive):
-  `inactive` static key paths, or `mask` (a strategy's active_mask: traced flags) when
-  none is. With a mask, unused weights get a zero update and keep their optimizer state
-  inside the optimizer itself (so their eta tangent is zero); the weights are selected
-  once more so that even a -0.0 stays bit-exact (p + 0 is 0.0)."""
+def update_theta_and_eta(hpo, inactive, *, tx, opt_state, params, grads, hparams,
+                         hp_opt_state, eta_fn, hpo_loss, mask=None) -> Update:
+  """hpo.update_theta_and_eta on the active weights only (the same call when none is
+  inactive): `inactive` static key paths, or `mask` (a strategy's active_mask: traced
+  flags) when none is. With a mask, unused weights get a zero update and keep their
+  optimizer state inside the optimizer itself (so their eta tangent is zero); the weights
+  are selected once more so that even a -0.0 stays bit-exact (p + 0 is 0.0)."""
   table = {} if inactive else mask_table(params, mask)
   if table:
-    new_p, new_o, new_h, new_ho, metrics = hpo.apply_update(
+    out = hpo.update_theta_and_eta(
         tx=_masked(tx, table), opt_state=opt_state, params=params, grads=grads,
         hparams=hparams, hp_opt_state=hp_opt_state, eta_fn=eta_fn, hpo_loss=hpo_loss)
-    return select(new_p, params, table), new_o, new_h, new_ho, metrics
+    return out._replace(params=select(out.params, params, table))
   if not inactive:
-    return hpo.apply_update(tx=tx, opt_state=opt_state, params=params, grads=grads,
-                            hparams=hparams, hp_opt_state=hp_opt_state, eta_fn=eta_fn,
-                            hpo_loss=hpo_loss)
+    return hpo.update_theta_and_eta(tx=tx, opt_state=opt_state, params=params, grads=grads,
+                                    hparams=hparams, hp_opt_state=hp_opt_state,
+                                    eta_fn=eta_fn, hpo_loss=hpo_loss)
   full_loss = None
   if hpo_loss is not None:
     full_loss = lambda p: hpo_loss(restore(p, params, inactive))
-  new_p, new_o, new_h, new_ho, metrics = hpo.apply_update(
+  out = hpo.update_theta_and_eta(
       tx=tx, opt_state=prune(opt_state, inactive), params=prune(params, inactive),
       grads=prune(grads, inactive), hparams=hparams,
       hp_opt_state=prune(hp_opt_state, inactive), eta_fn=eta_fn, hpo_loss=full_loss)
   # an untouched weight's update does not depend on eta: its eta tangent ('lagged') is 0
   zeros = jax.tree_util.tree_map(jnp.zeros_like, hp_opt_state)
-  return (restore(new_p, params, inactive), restore(new_o, opt_state, inactive), new_h,
-          restore(new_ho, zeros, inactive), metrics)
+  return Update(restore(out.params, params, inactive),
+                restore(out.opt_state, opt_state, inactive), out.hparams,
+                restore(out.hp_opt_state, zeros, inactive), out.metrics)
 
 
 # ------------------------------------------------- leaves that stay out of the step

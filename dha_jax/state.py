@@ -7,7 +7,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-GROUPS = ('net', 'arch', 'policy')
+PARAM_GROUPS = ('net', 'arch', 'policy')
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -22,11 +22,11 @@ class TrainState(flax.struct.PyTreeNode):
   #                     fixes it after a pilot: see train.Horizon)
 
 
-def optimizers(config, strategy, policy, hpo):
-  """One optax transform per group; empty groups get optax.identity()."""
+def optimizers(config, strategy, policy):
+  """One optax transform per parameter group (eta's is its handler's own)."""
   from dha_jax import optim  # pylint: disable=g-import-not-at-top
   return {'net': optim.net_optimizer(config), 'arch': strategy.optimizer(),
-          'policy': policy.optimizer(), 'hparams': hpo.optimizer()}
+          'policy': policy.optimizer()}
 
 
 def create(config, strategy, policy, hpo, txs, image_shape, rng,
@@ -37,7 +37,7 @@ def create(config, strategy, policy, hpo, txs, image_shape, rng,
   net, batch_stats, arch, nas_state = strategy.init(k_net, dummy)
   params = {'net': net, 'arch': arch, 'policy': policy.init(k_pol)}
   hparams = hpo.init()
-  opt_state = {g: txs[g].init(params[g]) for g in GROUPS}
+  opt_state = {g: txs[g].init(params[g]) for g in PARAM_GROUPS}
   opt_state['hparams'] = hpo.init_opt_state(hparams, params['net'])
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, hparams=hparams,
                     batch_stats=batch_stats, opt_state=opt_state, nas_state=nas_state,
@@ -46,11 +46,3 @@ def create(config, strategy, policy, hpo, txs, image_shape, rng,
 
 def num_params(tree) -> int:
   return int(sum(x.size for x in jax.tree_util.tree_leaves(tree)))
-
-
-def set_hyperparams(opt_state, values: dict):
-  """Returns the inject_hyperparams state with eta replaced (values may be traced)."""
-  hp = dict(opt_state.hyperparams)
-  for k, v in values.items():
-    hp[k] = jnp.asarray(v, jnp.asarray(hp[k]).dtype)
-  return opt_state._replace(hyperparams=hp)

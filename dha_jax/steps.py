@@ -2,8 +2,10 @@
 
 train_step does, for one batch (METHOD.md section 1): standard pre-processing and the
 augmentation policy on device, the network forward through the architecture strategy,
-per-sample losses, ONE jax.grad for theta, alpha and tau, the theta update with eta and
-the eta update, everything averaged over the 'data' axis.
+per-sample losses, ONE jax.grad for theta, alpha and tau (alpha on the held-out batch for
+a bi-level strategy), then the updates: theta and eta in update_theta_and_eta (eta's
+hypergradient goes through theta's step), alpha and tau by their own optimizers. Every
+gradient is averaged over the 'data' axis.
 """
 
 import jax
@@ -33,21 +35,23 @@ class Components:
   def __init__(self, config, strategy, policy, hpo, txs, lr_factor):
     self.config, self.strategy, self.policy, self.hpo = config, strategy, policy, hpo
     self.txs, self.lr_factor = txs, lr_factor
-    self.aux_weight = float(getattr(strategy, 'aux_weight', 0.0))
-    self.arch_objective = getattr(strategy, 'arch_objective', 'train')
+    self.aux_weight = float(strategy.aux_weight)
+    self.arch_objective = strategy.arch_objective
+    # the extra batches the step reads, from the declared objectives (train.py feeds them)
+    self.feeds_arch_batch = strategy.arch_objective == 'val'  # 'arch_image', 'arch_label'
+    self.feeds_hpo_batch = hpo.objective in ('val', 'train')  # 'hpo_image', 'hpo_label'
 
   def inactive_net(self, net_params):
     """Weights the strategy's network does not use this step (static; none by default)."""
-    active = getattr(self.strategy, 'active_net', None)
+    active = self.strategy.active_net(net_params)
     if active is None:
       return frozenset()
-    return sparse_update.inactive_paths(net_params, active(net_params))
+    return sparse_update.inactive_paths(net_params, active)
 
   def active_mask(self, net_params, nas_state):
     """Traced flags of the weights used this step when only the step knows them (ISTA's
     traced support: strategy.active_mask), else None."""
-    fn = getattr(self.strategy, 'active_mask', None)
-    return None if fn is None else fn(net_params, nas_state)
+    return self.strategy.active_mask(net_params, nas_state)
 
   def with_strategy(self, strategy):
     """The same components around another (e.g. support-specialised) strategy."""
@@ -114,9 +118,10 @@ def make_train_step(c: Components):
 
     grads, (loss, acc, new_bs, aux) = jax.grad(loss_fn, has_aux=True)(
         dict(state.params, net=sparse_update.prune(state.params['net'], inactive)))
-    if 'arch_image' in batch:  # bi-level strategies (first-order DARTS): alpha on val
-      grads['arch'] = jax.grad(lambda a: val_loss(state.params['net'], a))(
-          state.params['arch'])
+    if c.feeds_arch_batch:  # bi-level (first-order DARTS): alpha on val while searching
+      grads['arch'] = jax.lax.cond(
+          searching, lambda: jax.grad(lambda a: val_loss(state.params['net'], a))(
+              state.params['arch']), lambda: grads['arch'])
     grads = parallel.pmean(grads)
 
     def hpo_loss(net_params):
@@ -126,27 +131,28 @@ def make_train_step(c: Components):
                                       state.nas_state, x, arch_key, train=True)
       return jnp.mean(cross_entropy(logits, batch['hpo_label'], cfg.label_smoothing))
 
-    # theta update with eta (and, when eta is learned, its hypergradient and update), on
-    # the weights this step's network uses (all of them unless the strategy says).
-    new_params, new_opt = {}, dict(state.opt_state)
-    (new_params['net'], new_opt['net'], new_hparams, new_opt['hparams'],
-     hp_metrics) = sparse_update.apply_update(
-         c.hpo, inactive, tx=c.txs['net'],
-         opt_state=state.opt_state['net'], params=state.params['net'],
-         grads=grads['net'], hparams=state.hparams, hp_opt_state=state.opt_state['hparams'],
-         eta_fn=lambda hp: c.eta(state.step, hp, state.horizon),
-         hpo_loss=hpo_loss if 'hpo_image' in batch else None, mask=mask)
+    # theta: the optimizer step with eta (and eta's own step when it is learned: its
+    # hypergradient through that same step), on the weights this step's network uses.
+    upd = sparse_update.update_theta_and_eta(
+        c.hpo, inactive, tx=c.txs['net'],
+        opt_state=state.opt_state['net'], params=state.params['net'],
+        grads=grads['net'], hparams=state.hparams, hp_opt_state=state.opt_state['hparams'],
+        eta_fn=lambda hp: c.eta(state.step, hp, state.horizon),
+        hpo_loss=hpo_loss if c.feeds_hpo_batch else None, mask=mask)
+    new_params = {'net': upd.params}
+    new_opt = {'net': upd.opt_state, 'hparams': upd.hp_opt_state}
+    # alpha and tau: one optimizer step each on their gradients from the jax.grad above
     for g in ('arch', 'policy'):
       updates, new_opt[g] = c.txs[g].update(grads[g], state.opt_state[g], state.params[g])
       new_params[g] = optax.apply_updates(state.params[g], updates)
-    new_params['arch'] = c.strategy.mask_update(state.params['arch'], new_params['arch'],
+    new_params['arch'] = c.strategy.keep_fixed(state.params['arch'], new_params['arch'],
                                                 state.nas_state)
     new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt,
-                              hparams=new_hparams,
+                              hparams=upd.hparams,
                               batch_stats=parallel.pmean(new_bs),
                               nas_state=c.strategy.after_step(state.nas_state, aux))
     metrics = parallel.pmean({'train/loss': loss, 'train/accuracy': acc})
-    metrics.update(hp_metrics)
+    metrics.update(upd.metrics)
     return new_state, metrics
 
   return train_step
@@ -180,7 +186,7 @@ def make_eval_step(c: Components, logits_fn=None):
 def compile_steps(c: Components, mesh):
   R, S = parallel.REPLICATED, parallel.SHARDED
   train = parallel.data_parallel(make_train_step(c), mesh, (R, S), (R, R), donate_argnums=(0,))
-  if getattr(c.strategy, 'active_net', None) is not None:
+  if c.strategy.skips_inactive:  # weights its network does not use stay outside the call
     train = sparse_update.SkipInactive(train, c.inactive_net)
   evaluate = parallel.data_parallel(make_eval_step(c), mesh, (R, S), R)
   return train, evaluate

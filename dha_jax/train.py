@@ -79,14 +79,14 @@ def setup(config, mesh):
     raise ValueError(f'config.batch_size={config.batch_size} exceeds the training split '
                      f'({ds.num_examples("train")} examples)')
   total = config.num_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
-  strategy = nas.create(config, ds.num_classes)
-  policy = policies.create(config)
-  eta = hpo.create(config)
-  txs = state_lib.optimizers(config, strategy, policy, eta)
-  lr_factor = optim.schedule_factor(config, steps_per_epoch, total)
-  comps = steps.Components(config, strategy, policy, eta, txs, lr_factor)
   image_shape = _model_input_shape(config, ds)
-  state = state_lib.create(config, strategy, policy, eta, txs, image_shape,
+  strategy = nas.create(config, ds.num_classes, image_shape)
+  policy = policies.create(config)
+  eta_handler = hpo.create(config)
+  txs = state_lib.optimizers(config, strategy, policy)
+  lr_factor = optim.schedule_factor(config, steps_per_epoch, total)
+  comps = steps.Components(config, strategy, policy, eta_handler, txs, lr_factor)
+  state = state_lib.create(config, strategy, policy, eta_handler, txs, image_shape,
                            jax.random.PRNGKey(config.seed),
                            budget.initial_horizon(config, total))
   return ds, comps, state, steps_per_epoch, total
@@ -115,8 +115,7 @@ class StepCache:
 
   def __call__(self, state):
     strategy = self.comps.strategy
-    key_fn = getattr(strategy, 'static_key', None)
-    key = None if key_fn is None else key_fn(jax.device_get(state.nas_state))
+    key = strategy.static_key(jax.device_get(state.nas_state))
     if key not in self.steps:
       specialized = strategy if key is None else strategy.specialize(key)
       self.steps[key] = steps.compile_steps(self.comps.with_strategy(specialized), self.mesh)
@@ -163,11 +162,11 @@ def train_and_evaluate(config, workdir: str, devices=None):
   pi, pc = jax.process_index(), jax.process_count()
   train_it = ds.train_iterator('train', config.batch_size, config.seed, start, pi, pc)
   hpo_it = None
-  if comps.hpo.objective in ('val', 'train'):
+  if comps.feeds_hpo_batch:
     split = 'val' if comps.hpo.objective == 'val' else 'train'
     hpo_it = ds.train_iterator(split, config.batch_size, config.seed + 1, start, pi, pc)
   arch_it = None
-  if comps.arch_objective == 'val':  # bi-level strategies: alpha on the held-out split
+  if comps.feeds_arch_batch:  # bi-level strategies: alpha on the held-out split
     arch_it = ds.train_iterator('val', config.batch_size, config.seed + 2, start, pi, pc)
   searching = _searching(comps, state)
   print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
@@ -194,10 +193,9 @@ def train_and_evaluate(config, workdir: str, devices=None):
         if hpo_it is not None:
           extra = next(hpo_it)
           batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
-        if arch_it is not None:
-          extra = next(arch_it)  # drawn every step, so resume stays exact
-          if searching:
-            batch.update({'arch_image': extra['image'], 'arch_label': extra['label']})
+        if arch_it is not None:  # fed every step (the step uses it while searching)
+          extra = next(arch_it)
+          batch.update({'arch_image': extra['image'], 'arch_label': extra['label']})
         state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
         if last is not None and not np.isfinite(float(last['train/loss'])):
           raise NonFiniteLoss(
@@ -362,9 +360,8 @@ def _pictures(workdir, result, writer, step, comps):
     from dha_jax.hpo import plot  # pylint: disable=g-import-not-at-top
     plot.plot_hparams(os.path.join(workdir, 'metrics.jsonl'),
                       os.path.join(workdir, 'hparams.png'))
-  run_pictures = getattr(comps.strategy, 'run_pictures', None)
-  if run_pictures is not None:
-    _save_pictures(workdir, writer, step, run_pictures(metrics_io.read_rows(workdir)))
+  _save_pictures(workdir, writer, step,
+                 comps.strategy.run_pictures(metrics_io.read_rows(workdir)))
   if 'policy' in result:
     _save_pictures(workdir, writer, step, {'policy': plots.policy_figure(
         result['policy']['probabilities'], result['policy']['ops'])})

@@ -1,12 +1,28 @@
-"""Four fake CPU devices for the whole suite (must be set before JAX is imported)."""
+"""Four fake CPU devices for the whole suite (must be set before JAX is imported), and
+one XLA compilation cache shared by the suite's processes.
+
+The suite is bound by XLA compiles, and many are the same program compiled again in
+another process (xdist workers, the command-line runs of the resume, SIGKILL and compare
+tests). JAX's persistent cache (compiles over 1 s) in a directory made for this run,
+shared through the environment, compiles each once; it starts empty, as on CI, and is
+removed at the end.
+"""
 
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')  # tests are CPU-only by design
+if 'DHA_TEST_XLA_CACHE' not in os.environ:  # the first process of the run (xdist's
+  os.environ['DHA_TEST_XLA_CACHE'] = tempfile.mkdtemp(prefix='dha_xla_cache_')  # parent)
+  _OWNS_CACHE = True
+else:
+  _OWNS_CACHE = False
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.environ['DHA_TEST_XLA_CACHE'])
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -29,3 +45,9 @@ def _restore_conv_default():
   old = conv.get_default_impl()
   yield
   conv.set_default_impl(old)
+
+
+def pytest_unconfigure(config):
+  del config
+  if _OWNS_CACHE:
+    shutil.rmtree(os.environ['DHA_TEST_XLA_CACHE'], ignore_errors=True)

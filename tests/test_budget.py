@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from dha_jax import budget, experiments, train
+from dha_jax import budget, experiments, metrics_io, train
 from dha_jax.nas import darts, darts_space
 from tests import test_dha
 
@@ -193,30 +193,30 @@ def test_random_variant_trains_the_seeds_genotype_within_the_budget():
   dummy = jnp.zeros((1, 8, 8, 1))
   genos, sizes = [], []
   for seed in (0, 0, 1):
-    s = nas.create(_random_strategy(seed), 10)
+    s = nas.create(_random_strategy(seed), 10, (8, 8, 1))
     s.init(jax.random.PRNGKey(0), dummy)
     genos.append(s.genotype)
     sizes.append(s.num_child_params(s.genotype))
   assert genos[0] == genos[1] and genos[0] != genos[2]
   # a budget below the first draw's size forces redraws, all within it
   budget_m = (min(sizes) + 1) / 1e6
-  s = nas.create(_random_strategy(0, budget_m), 10)
+  s = nas.create(_random_strategy(0, budget_m), 10, (8, 8, 1))
   s.init(jax.random.PRNGKey(0), dummy)
   assert s.num_child_params(s.genotype) <= budget_m * 1e6
   with pytest.raises(ValueError, match='budget_mparams'):
-    nas.create(_random_strategy(0, 1e-6), 10).init(jax.random.PRNGKey(0), dummy)
+    nas.create(_random_strategy(0, 1e-6), 10, (8, 8, 1)).init(jax.random.PRNGKey(0), dummy)
   # the choice space: the same seed, the same child, inside the FLOPs budget
   c = test_dha.dha_config('random/dsnas')
   assert c.nas.random_genotype and c.nas.strategy == 'dsnas'
   children = []
   for _ in range(2):
-    strat = nas.create(c, 10)
+    strat = nas.create(c, 10, (8, 8, 1))
     strat.init(jax.random.PRNGKey(0), dummy)
     children.append(strat.genotype)
     assert not bool(strat.searching({}))
   assert children[0] == children[1]
   c.nas.budget = float(min(strat.costs.of(list(children[0]))[0], 1e12)) - 1
-  strat = nas.create(c, 10)
+  strat = nas.create(c, 10, (8, 8, 1))
   strat.init(jax.random.PRNGKey(0), dummy)
   assert strat.costs.of(list(strat.genotype))[0] <= c.nas.budget
 
@@ -236,3 +236,18 @@ def test_variants_switch_the_components():
   # random is the nas variant's space: the same cells and channels
   for k in ('channels', 'layers'):
     assert got['random'].nas[k] == got['nas'].nas[k]
+
+
+def test_process_clock_stops_a_run(tmp_path):
+  """time_budget_clock='process': the run stops when this process has spent the budget in
+  CPU seconds of training, long before its 10^6 steps, and result.json says so."""
+  from configs import test  # pylint: disable=g-import-not-at-top
+  c = test.get_config()
+  c.num_steps, c.time_budget_s, c.time_budget_clock = 10**6, 3.0, 'process'
+  c.eval_every_epochs, c.checkpoint_every_steps = 0, 10**6
+  c.time_budget_sets_horizon = False  # the clock, not a pilot's horizon, ends the run
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert 0 < result['steps'] < 10**6
+  assert 3.0 <= result['train_time_s'] < 3.0 + 5.0  # stops at the first check past it
+  events = [r for r in metrics_io.read_rows(str(tmp_path)) if r.get('event') == 'time_budget']
+  assert len(events) == 1 and events[0]['train_time_s'] >= 3.0

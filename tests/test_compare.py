@@ -195,6 +195,24 @@ def test_runner_commands_skips_and_failures_on_faked_runs(tmp_path, monkeypatch,
   assert [_arg(c, '--workdir') for c in commands] == [os.path.join(wd, 'sequential', 'seed0')]
 
 
+def test_report_only_tables_the_finished_runs_and_starts_none(tmp_path, monkeypatch):
+  wd = str(tmp_path)
+  _write(os.path.join(wd, 'fixed', 'seed0', 'result.json'), _fake_result(0.90))
+  _write(os.path.join(wd, 'fixed', 'seed1', 'result.json'), _fake_result(0.92))
+  _write(os.path.join(wd, 'da', 'seed0', 'result.json'), _fake_result(0.93))
+  started = []
+  monkeypatch.setattr(compare, '_tee', lambda cmd, log: started.append(cmd) or 0)
+  argv = [f'--config={CONFIG}', f'--workdir={wd}', '--variants=fixed,da', '--seeds=0,1',
+          '--report_only']
+  assert _compare_in_process(monkeypatch, argv) == 0
+  assert not started
+  rows = {r[0]: r for r in _table_rows(open(os.path.join(wd, 'comparison.md')).read())}
+  col = {name: i for i, name in enumerate(rows['variant'])}
+  assert rows['fixed'][col['seeds']] == '2/2' and rows['da'][col['seeds']] == '1/2'
+  assert rows['da'][col['Δ vs fixed (pp, paired 95% CI)']].startswith('+3.00')
+  assert not os.path.exists(os.path.join(wd, 'da', 'seed1'))  # nothing created for it
+
+
 def test_sigterm_stops_after_the_running_run(tmp_path, monkeypatch):
   """SIGTERM during a run: that run ends (the training saved a checkpoint), no other one
   starts, the table is written, the exit status is 1 and compare's handler is undone."""

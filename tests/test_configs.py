@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps, train
+from dha_jax import parallel, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))

@@ -73,6 +73,21 @@ def test_cifar_size_darts_v2_is_about_3_3m_parameters():
   assert 3.2e6 < n < 3.45e6  # DARTS reports 3.3M for DARTS_V2 on CIFAR-10
 
 
+def test_child_size_by_sum_equals_the_childs_own_init():
+  """count_params sums the supernet's op sizes; each child network initialised on its own
+  must have exactly that many parameters."""
+  spec = ds.make_spec(_tiny_darts_config().nas, 0.9)
+  gen = np.random.default_rng(0)
+  for _ in range(4):
+    g = darts.random_genotype(gen)
+    net = ds.DartsNet(spec, 10, g.edges('normal'), g.edges('reduce'), bn_axis_name=None)
+    shapes = jax.eval_shape(lambda x, net=net: net.init(jax.random.PRNGKey(0), x,
+                                                        train=False),
+                            jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32))['params']
+    own = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(shapes))
+    assert ds.count_params(spec, 10, g.edges('normal'), g.edges('reduce'), (8, 8, 1)) == own
+
+
 def test_darts_top2_rule():
   p = np.full((darts.NUM_EDGES, 7), 0.1)
   p[0, 3] = p[1, 6] = 0.5            # node 0: inputs 0, 1
@@ -86,21 +101,62 @@ def test_darts_top2_rule():
     assert len(set(inputs)) == 2 and max(inputs) < i + 2
 
 
-def test_supernet_is_differentiable_in_alpha():
-  """DARTS' weighted sum: d logits / d alpha exists for every edge (abstractly traced)."""
+def _tiny_darts_config():
   from configs import test  # pylint: disable=g-import-not-at-top
   c = test.get_config()
   c.nas = darts.darts_config()
-  c.nas.update(channels=2, layers=1)
-  s = darts.DARTS(c, 10)
-  x = jnp.zeros((2, 8, 8, 1))
+  c.nas.update(channels=2, layers=1, auxiliary_weight=0.0)
+  return c
+
+
+def test_alpha_gradient_equals_finite_differences():
+  """DARTS' weighted-sum supernet: jax.grad of a loss in alpha against central
+  differences along random directions, on the real (tiny) network."""
+  s = darts.DARTS(_tiny_darts_config(), 10, (8, 8, 1))
+  x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
+  w = jax.random.normal(jax.random.PRNGKey(2), (4, 10))
   with conv.use_impl('xla'):
-    v = jax.eval_shape(lambda u: s.net.init(jax.random.PRNGKey(0), u, train=False), x)
-    arch = {t: jnp.zeros((darts.NUM_EDGES, 7)) for t in ('normal', 'reduce')}
-    g = jax.eval_shape(lambda p, b, a: jax.grad(lambda a: jnp.sum(s.apply(
-        p, b, a, {}, x, None, False)[0]))(a), v['params'], v['batch_stats'], arch)
-  assert g['reduce'].shape == (darts.NUM_EDGES, 7)
+    v = s.net.init(jax.random.PRNGKey(0), x, train=False)
+    arch = {t: 0.5 * jax.random.normal(jax.random.PRNGKey(3 + i), (darts.NUM_EDGES, 7))
+            for i, t in enumerate(('normal', 'reduce'))}
+    loss = jax.jit(lambda a: jnp.sum(w * s.apply(v['params'], v['batch_stats'], a, {}, x,
+                                                 None, False)[0]))
+    g = jax.jit(jax.grad(loss))(arch)
+    eps = 1e-2
+    for k in range(3):
+      d = {t: jax.random.normal(jax.random.PRNGKey(10 * k + i), a.shape)
+           for i, (t, a) in enumerate(arch.items())}
+      step = lambda sign, d=d: {t: arch[t] + sign * eps * d[t] for t in arch}
+      fd = (loss(step(1)) - loss(step(-1))) / (2 * eps)
+      exact = sum(jnp.vdot(g[t], d[t]) for t in arch)
+      np.testing.assert_allclose(exact, fd, rtol=2e-2, atol=1e-4)
+      assert abs(float(exact)) > 1e-3  # alpha really moves the loss
   assert darts.DARTS.arch_objective == 'val'
+
+
+def test_a_darts_train_step_moves_alpha_on_the_held_out_batch(test_config):
+  """The compiled step with the 'val' objective: alpha's gradient is taken on the arch
+  batch, so a different arch batch gives alpha's optimizer other moments after the same
+  step (its first Adam step is sign-like, so alpha itself may agree)."""
+  from dha_jax import parallel, steps, train  # pylint: disable=g-import-not-at-top
+  c = _tiny_darts_config()
+  mesh = parallel.make_mesh(jax.devices()[:2])
+  dset, comps, state, _, _ = train.setup(c, mesh)
+  assert comps.feeds_arch_batch
+  train_step, _ = steps.compile_steps(comps, mesh)
+  it = dset.train_iterator('train', c.batch_size, 0)
+  b, v1, v2 = next(it), next(it), next(it)
+  alphas, moments = [], []
+  for v in (v1, v2):
+    st = parallel.replicate(jax.tree_util.tree_map(jnp.array, state), mesh)
+    batch = dict(b, arch_image=v['image'], arch_label=v['label'])
+    st, metrics = train_step(st, parallel.shard_batch(batch, mesh))
+    assert np.isfinite(float(metrics['train/loss']))
+    alphas.append(np.asarray(jax.device_get(st.params['arch']['normal'])))
+    moments.append([np.asarray(x) for x in jax.tree_util.tree_leaves(
+        jax.device_get(st.opt_state['arch'])) if np.size(x) > 1])
+  assert not np.allclose(alphas[0], np.asarray(state.params['arch']['normal']))
+  assert moments[0] and any(not np.allclose(a, b) for a, b in zip(*moments))
 
 
 def test_genotype_figure_has_both_cells():

@@ -37,7 +37,6 @@ def test_full_dha_moves_every_component_and_exports(tmp_path, num_devices=4):
   mesh = parallel.make_mesh(jax.devices()[:num_devices])
   _, _, init, _, _ = train.setup(config, mesh)
   result = train.train_and_evaluate(config, str(tmp_path), jax.devices()[:num_devices])
-  from dha_jax import checkpoint  # pylint: disable=g-import-not-at-top,unused-import
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   mgr = ocp.CheckpointManager(os.path.join(tmp_path, 'checkpoints'))
   final = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore())

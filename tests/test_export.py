@@ -10,10 +10,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from dha_jax import data, export, train
+from dha_jax import data, export, models, preprocess, train
+from dha_jax.layers import conv
+from dha_jax.models import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,11 +69,36 @@ def test_forward_flops_closed_form(finished_run):
 
 
 def test_bn_recalibration_changes_only_statistics(finished_run):
-  _, workdir, _ = finished_run
+  """The exported weights are the trained ones, bit for bit; the BN statistics are the
+  plain average over the recalibration batches of each batch's own statistics, computed
+  here on one device from the whole batch (the run used 4: device-count invariant)."""
+  config, workdir, _ = finished_run
   model = export.load_model(workdir + '/model/model.json')
   assert set(model.variables) == {'params', 'batch_stats'}
-  means = [np.asarray(v) for k, v in _leaves(model.variables['batch_stats']) if k == 'mean']
-  assert means and all(np.all(np.isfinite(m)) for m in means)
+  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  trained = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore())
+  mgr.close()
+  jax.tree_util.tree_map(np.testing.assert_array_equal, model.variables['params'],
+                         trained['params']['net'])
+  ds = data.load(config.dataset, config.seed)
+  it = ds.train_iterator('train', config.batch_size, config.seed + 3, 0)
+  module = models.create(config.model, ds.num_classes, bn_axis_name=None)
+  conv.set_default_impl(config.conv_impl)  # as the run computed them (reset after the test)
+  per_batch = []
+  for _ in range(config.recalibration_batches):
+    x = preprocess.eval_transform(preprocess.to_float(next(it)['image']), config.preprocess)
+    x = preprocess.normalize(x, config.dataset.mean, config.dataset.std)
+    with common.override_bn_momentum(0.0):
+      _, new = module.apply({'params': trained['params']['net'],
+                             'batch_stats': trained['batch_stats']}, x, train=True,
+                            mutable=['batch_stats'])
+    per_batch.append(new['batch_stats'])
+  expected = jax.tree_util.tree_map(lambda *b: np.mean(b, 0), *per_batch)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                         model.variables['batch_stats'], expected)
+  assert not all(np.allclose(a, b) for a, b in zip(  # recalibration did change them
+      jax.tree_util.tree_leaves(model.variables['batch_stats']),
+      jax.tree_util.tree_leaves(trained['batch_stats'])))
 
 
 def _leaves(tree, key=None):
@@ -108,3 +136,31 @@ def test_predict_command_prints_top_classes(finished_run, tmp_path):
   best = np.argmax(model.predict(test.images[:3]), -1)
   for line, b in zip(lines, best):  # the file round trip keeps the pixels: same answer
     assert line.split(': ')[1].startswith(f'class {b} ('), line
+
+
+def test_predict_converts_other_sizes_with_a_warning_and_names_unreadable_files(
+    finished_run, tmp_path, capsys):
+  from dha_jax import predict  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = finished_run
+  h, w, c = export.load_model(os.path.join(workdir, 'model')).input_shape
+  rgb = tmp_path / 'big_rgb.png'
+  Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(rgb)
+  x = predict.read(str(rgb), h, c)
+  assert x.shape == (h, w, c) and x.dtype == np.uint8
+  np.testing.assert_array_equal(x, 200)  # a flat image stays flat through resize and grey
+  err = capsys.readouterr().err
+  assert f'warning: {rgb} is 30x20 with 3 channel(s); the model takes {h}x{w}x{c}' in err
+  same = tmp_path / 'exact.png'
+  Image.fromarray(np.zeros((h, w), np.uint8)).save(same)
+  predict.read(str(same), h, c)
+  assert 'warning' not in capsys.readouterr().err  # the model's own size: no warning
+  bad = tmp_path / 'bad.png'
+  bad.write_bytes(b'not a png')
+  with pytest.raises(ValueError, match=r'cannot read image .*bad.png'):
+    predict.read(str(bad), h, c)
+  out = subprocess.run([sys.executable, '-m', 'dha_jax.predict', f'--model={workdir}/model',
+                        str(same), str(bad)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=180)
+  assert out.returncode == 2
+  errors = [l for l in out.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and 'bad.png' in errors[0] and 'Traceback' not in out.stderr

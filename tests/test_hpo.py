@@ -69,12 +69,12 @@ def _setup(test_config, opt_name, **hpo):
 
 
 def _apply(handler, tx, params, opt_state, grads, hpo_loss, hparams=None, hp_state=None):
-  """handler.apply_update under a one-device 'data' axis (it pmeans)."""
+  """handler.update_theta_and_eta under a one-device 'data' axis (it pmeans)."""
   hparams = handler.init() if hparams is None else hparams
   hp_state = handler.init_opt_state(hparams, params) if hp_state is None else hp_state
 
   def f(opt_state, params, grads, hparams, hp_state):
-    return handler.apply_update(tx, opt_state, params, grads, hparams, hp_state,
+    return handler.update_theta_and_eta(tx, opt_state, params, grads, hparams, hp_state,
                                 handler.values, hpo_loss)
 
   add = lambda t: jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], t)
@@ -251,6 +251,45 @@ class _Run:
       b.update(hpo_image=hpo_batch['image'], hpo_label=hpo_batch['label'])
     self.state, m = self.step(self.state, parallel.shard_batch(b, self.mesh))
     return jax.device_get(m)
+
+
+@pytest.mark.parametrize('objective', ['train', 'val'])
+def test_hypergradient_in_the_compiled_step_equals_finite_differences(test_config,
+                                                                       objective):
+  """hpo/grad_lr of the real compiled step == central differences of the real L_hpo: the
+  same step run at lr(u +- d) gives theta_{t+1}(lr), whose loss on the HPO batch (the
+  step's own un-augmented forward) is taken outside the step."""
+  test_config.preprocess.kind = 'none'
+  c = _hpo_config(test_config, objective=objective, learn_wd=False)
+  run = _Run(c)
+  comps, start = run.comps, run.state
+  it = run.batches(0)
+  a, b = next(it), next(it)
+  keep = lambda st: jax.tree_util.tree_map(jnp.array, st)  # the step donates its input
+
+  def l_hpo(net, batch):
+    logits, _, _ = comps.strategy.apply(net, start.batch_stats, start.params['arch'],
+                                        start.nas_state, comps.prepare_eval(batch['image']),
+                                        None, train=True)
+    return parallel.pmean(jnp.mean(steps_lib.cross_entropy(logits, batch['label'])))
+
+  l_hpo = parallel.data_parallel(l_hpo, run.mesh, (parallel.REPLICATED, parallel.SHARDED),
+                                 parallel.REPLICATED)
+  hb = parallel.shard_batch({'image': b['image'], 'label': b['label']}, run.mesh)
+  u0 = float(jax.device_get(start.hparams['lr']))
+  run.state = keep(start)
+  exact = run(a, b)['hpo/grad_lr']
+  loss, value = {}, {}
+  for sign in (1, -1):
+    u = u0 + sign * 5e-3
+    hp = dict(start.hparams, lr=jnp.full_like(start.hparams['lr'], u))
+    value[sign] = float(comps.hpo.values(hp)['learning_rate'])
+    run.state = parallel.replicate(keep(start).replace(hparams=hp), run.mesh)
+    run(a, b)  # (donates hp)
+    loss[sign] = float(l_hpo(run.state.params['net'], hb))
+  fd = (loss[1] - loss[-1]) / (value[1] - value[-1])
+  np.testing.assert_allclose(exact, fd, rtol=2e-2)
+  assert abs(exact) > 1e-3
 
 
 def test_lagged_equals_train_on_the_same_batch(test_config):

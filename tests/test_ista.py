@@ -157,7 +157,7 @@ def small():
   """One initialised tiny ISTA strategy (init traces the supernet: seconds)."""
   from configs import test  # pylint: disable=g-import-not-at-top
   c = _config(test.get_config(), freeze_threshold=1e-4)
-  s = ista.ISTA(c, 10)
+  s = ista.ISTA(c, 10, (8, 8, 1))
   net, bs, arch, ns = s.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)))
   return c, s, net, bs, arch, ns
 
@@ -173,7 +173,7 @@ class _State:
                   kw.get('batch_stats', self.batch_stats))
 
 
-def test_mask_update_and_freezing(small):
+def test_keep_fixed_and_freezing(small):
   _, s, net, _, arch, ns = small
   state = _State({'net': net, 'arch': arch}, ns)
   # b unchanged since the last recovery: x does not move, but epoch 1 never freezes
@@ -187,7 +187,7 @@ def test_mask_update_and_freezing(small):
   frozen[0, 1] = frozen[1, 3] = True
   ns2 = dict(ns, frozen=jnp.asarray(frozen))
   moved = {'b': arch['b'] + 0.5}
-  kept = s.mask_update(arch, moved, ns2)['b']
+  kept = s.keep_fixed(arch, moved, ns2)['b']
   np.testing.assert_array_equal(kept[frozen], arch['b'][frozen])
   np.testing.assert_array_equal(kept[~frozen], moved['b'][~frozen])
   after = s.end_of_epoch(_State({'net': net, 'arch': moved}, ns2), 3)
@@ -224,7 +224,7 @@ def test_stop_search_freezes_every_node_at_its_support(small):
     if k != 'frozen':
       np.testing.assert_array_equal(out.nas_state[k], v, err_msg=k)
   moved = {'b': arch['b'] + 0.5}
-  np.testing.assert_array_equal(s.mask_update(arch, moved, out.nas_state)['b'], arch['b'])
+  np.testing.assert_array_equal(s.keep_fixed(arch, moved, out.nas_state)['b'], arch['b'])
   later = s.end_of_epoch(out.replace(params={'net': net, 'arch': moved}), 5)
   for k in ('x', 'support', 'frozen'):
     np.testing.assert_array_equal(later.nas_state[k], out.nas_state[k], err_msg=k)
@@ -284,7 +284,7 @@ def _sparse_equals_fixed(c, s, packed, packed_bs, arch, ns):
   g = s.genotype_of(arch, ns)
   c.nas = darts.fixed_config()
   c.nas.update(channels=4, layers=3, genotype=json.dumps(g.to_json()))
-  fixed = darts.DartsFixed(c, 10)
+  fixed = darts.DartsFixed(c, 10, (8, 8, 1))
   module = ds.child_net(fixed.spec, 10, g)
   tmpl = jax.eval_shape(lambda v: module.init(jax.random.PRNGKey(0), v), x)
   sub = {k: ds.restrict(v, tmpl[k]) for k, v in (('params', net), ('batch_stats', bs))}

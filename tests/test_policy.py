@@ -242,6 +242,37 @@ def test_learned_policy_in_the_step_compiles_once_and_moves_tau(test_config):
   np.testing.assert_allclose(np.sum(summary['probabilities']), 1.0, atol=1e-4)
 
 
+def test_one_gumbel_draw_per_step_is_shared_by_every_sample_and_device(test_config):
+  """Inside the compiled 4-device step: at a temperature of 1e-6 the step's perturbed
+  distribution puts all its mass on one pair, so if every sample on every device shares
+  the step's Gumbel draw, all 32 samples take that pair and the reference estimator's
+  gradient, -(1/B) sum_k l_k p_u (e_u - p), moves tau along (e_u - p) alone: with plain
+  SGD the update over p is the same for the 195 other pairs. Per-device or per-sample
+  draws would give several pairs (several entries off that line)."""
+  test_config.policy.name = 'learned'
+  test_config.policy.estimator = 'reference'
+  test_config.policy.temperature = 1e-6
+  test_config.policy.entropy_weight = 0.0
+  test_config.policy.optimizer.update(lr=1.0, momentum=0.0, nesterov=False, weight_decay=0.0)
+  mesh = parallel.make_mesh(jax.devices()[:4])  # plain SGD: each step's update is its own
+  ds, comps, state, _, _ = train.setup(test_config, mesh)
+  state = parallel.replicate(state, mesh)
+  train_step, _ = steps.compile_steps(comps, mesh)
+  it = ds.train_iterator('train', test_config.batch_size, 0)
+  chosen = []
+  for _ in range(3):
+    before = np.asarray(jax.device_get(state.params['policy']['tau'])).reshape(-1)
+    state, _ = train_step(state, parallel.shard_batch(next(it), mesh))
+    delta = np.asarray(jax.device_get(state.params['policy']['tau'])).reshape(-1) - before
+    ratio = delta / np.asarray(jax.nn.softmax(before))  # -lr * A off u, positive at u
+    u = int(np.argmax(ratio))
+    rest = np.delete(ratio, u)
+    np.testing.assert_allclose(rest, rest.mean(), rtol=1e-3)
+    assert ratio[u] > 0 > rest.mean()
+    chosen.append(u)
+  assert len(set(chosen)) > 1, chosen  # a new draw each step
+
+
 def test_fixed_policies_run(test_config):
   for name in ('randaugment', 'trivialaugment'):
     test_config.policy.name = name

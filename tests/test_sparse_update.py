@@ -11,7 +11,7 @@ import pytest
 
 from dha_jax import hpo as hpo_lib, optim, sparse_update
 from dha_jax.hpo import hypergrad
-from dha_jax.state import set_hyperparams
+from dha_jax.optim import set_hyperparams
 
 
 def _trees(seed):
@@ -78,11 +78,11 @@ def test_sparse_step_equals_the_optimizer_on_the_active_subtree(objective):
       return hpo_loss(p)
 
     train = objective == 'train'
-    new_full = _on_data_axis(lambda: sparse_update.apply_update(
+    new_full = _on_data_axis(lambda: sparse_update.update_theta_and_eta(
         hpo, inactive, tx=tx, opt_state=full[1], params=full[0], grads=grads,
         hparams=full[2], hp_opt_state=full[3], eta_fn=hpo.values,
         hpo_loss=full_hpo_loss if train else None))
-    new_ref = _on_data_axis(lambda: hpo.apply_update(
+    new_ref = _on_data_axis(lambda: hpo.update_theta_and_eta(
         tx=tx, opt_state=ref[1], params=ref[0], grads=_only_active(grads), hparams=ref[2],
         hp_opt_state=ref[3], eta_fn=hpo.values, hpo_loss=hpo_loss if train else None))
     full, ref = new_full[:4], new_ref[:4]
@@ -139,10 +139,10 @@ def test_traced_mask_equals_the_static_sparse_step(objective):
           p['cell'][use]['kernel'] ** 2)
 
     loss = hpo_loss if objective == 'train' else None
-    new_static = _on_data_axis(lambda: sparse_update.apply_update(
+    new_static = _on_data_axis(lambda: sparse_update.update_theta_and_eta(
         hpo, inactive, tx=tx, opt_state=static[1], params=static[0], grads=grads,
         hparams=static[2], hp_opt_state=static[3], eta_fn=hpo.values, hpo_loss=loss))
-    new_masked = jax.jit(lambda flags: _on_data_axis(lambda: sparse_update.apply_update(
+    new_masked = jax.jit(lambda flags: _on_data_axis(lambda: sparse_update.update_theta_and_eta(
         hpo, frozenset(), tx=tx, opt_state=masked[1], params=masked[0], grads=zeroed,
         hparams=masked[2], hp_opt_state=masked[3], eta_fn=hpo.values, hpo_loss=loss,
         mask=mask(flags))))(jnp.asarray([use == 'op_a', use == 'op_b']))
@@ -179,7 +179,7 @@ def test_no_inactive_weights_is_the_plain_update():
   grads = jax.tree_util.tree_map(lambda x: r(*x.shape), params)
   hp = hpo.init()
   opt = tx.init(params)
-  a = sparse_update.apply_update(hpo, frozenset(), tx=tx, opt_state=opt, params=params,
+  a = sparse_update.update_theta_and_eta(hpo, frozenset(), tx=tx, opt_state=opt, params=params,
                                  grads=grads, hparams=hp, hp_opt_state=None,
                                  eta_fn=hpo.values, hpo_loss=None)
   updates, _ = tx.update(grads, set_hyperparams(opt, hpo.values(hp)), params)

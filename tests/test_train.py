@@ -88,7 +88,7 @@ def test_sigterm_then_resume_is_exact(reference_run, tmp_path):
   done = subprocess.run(_cli(workdir), cwd=ROOT, env=env, capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert f'resumed from' in done.stdout + done.stderr
+  assert 'resumed from' in done.stdout + done.stderr
   # bit-identical to the uninterrupted run: every logged loss, final params, test result
   assert _losses(workdir) == _losses(ref_dir)
   step_a, params_a = _final_params(workdir)
@@ -173,7 +173,7 @@ def test_sigkill_during_a_save_loses_only_the_unsaved_steps(reference_run, tmp_p
   deadline, seen = time.time() + 240, None
   while time.time() < deadline and proc.poll() is None and seen is None:
     names = os.listdir(ckpts) if os.path.isdir(ckpts) else []
-    if sum(n.isdigit() for n in names) >= 3:
+    if any(n.isdigit() for n in names):  # a save finished; the next one is in flight?
       seen = next((n for n in names if 'tmp' in n), None)
   proc.kill()
   proc.wait(timeout=60)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dha_jax import optim, parallel
-from dha_jax.augment import ops
+from dha_jax.augment import base, ops
 
 NUM_OPS = len(ops.OP_NAMES)
 ESTIMATORS = ('importance', 'reference')
@@ -90,7 +90,7 @@ def _bound_data_axis():
   return parallel.AXIS
 
 
-class LearnedPolicy:
+class LearnedPolicy(base.Policy):
   """tau trained with L_DA; see the module docstring."""
 
   def __init__(self, config):

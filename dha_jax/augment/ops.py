@@ -31,13 +31,13 @@ import numpy as np
 from dha_jax.augment import geometry
 
 OP_NAMES = (
-    "AutoContrast", "Equalize", "Rotate", "Posterize", "Solarize", "Color",
-    "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX",
-    "TranslateY", "Identity",
+    'AutoContrast', 'Equalize', 'Rotate', 'Posterize', 'Solarize', 'Color',
+    'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateX',
+    'TranslateY', 'Identity',
 )
 _ID = {name: i for i, name in enumerate(OP_NAMES)}
-_ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")
-_TABLE_OPS = ("AutoContrast", "Equalize", "Posterize", "Solarize")
+_ENHANCE_OPS = ('Color', 'Contrast', 'Brightness', 'Sharpness')
+_TABLE_OPS = ('AutoContrast', 'Equalize', 'Posterize', 'Solarize')
 
 POSTERIZE_BITS = 4  # Bits dropped at |m| = 1 (8 - 4 = 4 kept).
 # ImageEnhance factor is 1 + 0.9 m. 0.9 is split into two float32 parts so
@@ -47,61 +47,59 @@ _ENHANCE_LO = np.float32(0.9 - float(_ENHANCE_HI))
 
 
 def _op_is(ops, names):
-    """Per-image [N] mask: the image's op is one of ``names``."""
-    return jnp.any(ops[:, None] == jnp.array([_ID[n] for n in names]), axis=1)
+  """Per-image [N] mask: the image's op is one of ``names``."""
+  return jnp.any(ops[:, None] == jnp.array([_ID[n] for n in names]), axis=1)
 
 
 def _per_image(values, ndim):
-    """Reshapes [N] values to broadcast against an ndim-array batch."""
-    return values.reshape(values.shape + (1,) * (ndim - 1))
+  """Reshapes [N] values to broadcast against an ndim-array batch."""
+  return values.reshape(values.shape + (1,) * (ndim - 1))
 
 
 def _floor_divide(a, b):
-    """floor(a / b) for integer-valued a and b > 0, in float32.
-
-    Several times cheaper than XLA's integer division on CPU. XLA may turn
-    the division into a multiply by 1 / b, so the estimate is corrected with
-    its exact remainder (all products stay integers below 2**24).
-    """
-    a = jnp.asarray(a, jnp.float32)
-    b = jnp.asarray(b, jnp.float32)
-    quotient = jnp.floor(a / b)
-    remainder = a - quotient * b
-    return quotient - (remainder < 0) + (remainder >= b)
+  """floor(a / b) for integer-valued a and b > 0, in float32.
+  Several times cheaper than XLA's integer division on CPU. XLA may turn
+  the division into a multiply by 1 / b, so the estimate is corrected with
+  its exact remainder (all products stay integers below 2**24).
+  """
+  a = jnp.asarray(a, jnp.float32)
+  b = jnp.asarray(b, jnp.float32)
+  quotient = jnp.floor(a / b)
+  remainder = a - quotient * b
+  return quotient - (remainder < 0) + (remainder >= b)
 
 
 def _pil_blend(base, other, weight):
-    """PIL's float32 ``base + weight * (other - base)`` for integer levels.
-
-    XLA on CPU fuses a multiply feeding an add into one fused multiply-add,
-    skipping the product's own rounding, which can move PIL's truncated
-    result by a level. With the weight split into two halves of 12
-    significant bits both partial products are exact, so the only
-    roundings left are PIL's: the product's and the sum's.
-    """
-    bits = jax.lax.bitcast_convert_type(weight, jnp.uint32)
-    high = jax.lax.bitcast_convert_type(bits & np.uint32(0xFFFFF000), jnp.float32)
-    low = weight - high
-    diff = other - base
-    return base + (high * diff + low * diff)
+  """PIL's float32 ``base + weight * (other - base)`` for integer levels.
+  XLA on CPU fuses a multiply feeding an add into one fused multiply-add,
+  skipping the product's own rounding, which can move PIL's truncated
+  result by a level. With the weight split into two halves of 12
+  significant bits both partial products are exact, so the only
+  roundings left are PIL's: the product's and the sum's.
+  """
+  bits = jax.lax.bitcast_convert_type(weight, jnp.uint32)
+  high = jax.lax.bitcast_convert_type(bits & np.uint32(0xFFFFF000), jnp.float32)
+  low = weight - high
+  diff = other - base
+  return base + (high * diff + low * diff)
 
 
 # ----------------------------------------------------------------- geometry
 
 
 def _geometry_matrices(ops, m, height, width):
-    """[N, 2, 3] PIL affine matrix of each image (identity if not geometric)."""
-    candidates = {
-        "Rotate": geometry.rotate(m, height, width),
-        "ShearX": geometry.shear_x(m),
-        "ShearY": geometry.shear_y(m),
-        "TranslateX": geometry.translate_x(m, width),
-        "TranslateY": geometry.translate_y(m, height),
-    }
-    matrices = geometry.identity(m)
-    for name, matrix in candidates.items():
-        matrices = jnp.where(_per_image(ops == _ID[name], 3), matrix, matrices)
-    return matrices
+  """[N, 2, 3] PIL affine matrix of each image (identity if not geometric)."""
+  candidates = {
+      'Rotate': geometry.rotate(m, height, width),
+      'ShearX': geometry.shear_x(m),
+      'ShearY': geometry.shear_y(m),
+      'TranslateX': geometry.translate_x(m, width),
+      'TranslateY': geometry.translate_y(m, height),
+  }
+  matrices = geometry.identity(m)
+  for name, matrix in candidates.items():
+    matrices = jnp.where(_per_image(ops == _ID[name], 3), matrix, matrices)
+  return matrices
 
 
 # ------------------------------------------------------------------ enhance
@@ -109,73 +107,68 @@ def _geometry_matrices(ops, m, height, width):
 
 
 def _luminance(q):
-    """PIL's RGB -> L, (19595 R + 38470 G + 7471 B + 2^15) >> 16, keepdims.
-
-    Every partial sum stays below 2^24, so float32 is exact.
-    """
-    if q.shape[-1] == 1:
-        return q
-    weighted = q[..., 0:1] * 19595 + q[..., 1:2] * 38470 + q[..., 2:3] * 7471
-    return jnp.floor((weighted + 32768) / 65536)
+  """PIL's RGB -> L, (19595 R + 38470 G + 7471 B + 2^15) >> 16, keepdims.
+  Every partial sum stays below 2^24, so float32 is exact.
+  """
+  if q.shape[-1] == 1:
+    return q
+  weighted = q[..., 0:1] * 19595 + q[..., 1:2] * 38470 + q[..., 2:3] * 7471
+  return jnp.floor((weighted + 32768) / 65536)
 
 
 def _mean_level(gray):
-    """PIL's int(mean + 0.5) of an L image, per image, as [N, 1, 1, 1].
-
-    Sums in int32 and rounds half up with integer arithmetic (PIL's double
-    division is exact enough to round the same way).
-    """
-    pixels = gray.shape[1] * gray.shape[2]
-    total = jnp.sum(gray.astype(jnp.int32), axis=(1, 2, 3), keepdims=True)
-    return ((2 * total + pixels) // (2 * pixels)).astype(jnp.float32)
+  """PIL's int(mean + 0.5) of an L image, per image, as [N, 1, 1, 1].
+  Sums in int32 and rounds half up with integer arithmetic (PIL's double
+  division is exact enough to round the same way).
+  """
+  pixels = gray.shape[1] * gray.shape[2]
+  total = jnp.sum(gray.astype(jnp.int32), axis=(1, 2, 3), keepdims=True)
+  return ((2 * total + pixels) // (2 * pixels)).astype(jnp.float32)
 
 
 def _smooth(q):
-    """PIL's ImageFilter.SMOOTH: 3x3 weights 1, centre 5, divided by 13.
-
-    The interior is rounded half-up (S / 13 never ends in .5, so float32 is
-    exact); PIL copies the one-pixel border unchanged.
-    """
-    _, height, width, _ = q.shape
-    total = 4 * q[:, 1:-1, 1:-1]
-    for dy in range(3):
-        for dx in range(3):
-            total = total + q[:, dy:dy + height - 2, dx:dx + width - 2]
-    interior = jnp.floor(total / 13 + 0.5)
-    interior = jnp.pad(interior, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    border = np.ones((height, width, 1), bool)
-    border[1:-1, 1:-1] = False
-    return jnp.where(border, q, interior)
+  """PIL's ImageFilter.SMOOTH: 3x3 weights 1, centre 5, divided by 13.
+  The interior is rounded half-up (S / 13 never ends in .5, so float32 is
+  exact); PIL copies the one-pixel border unchanged.
+  """
+  _, height, width, _ = q.shape
+  total = 4 * q[:, 1:-1, 1:-1]
+  for dy in range(3):
+    for dx in range(3):
+      total = total + q[:, dy:dy + height - 2, dx:dx + width - 2]
+  interior = jnp.floor(total / 13 + 0.5)
+  interior = jnp.pad(interior, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  border = np.ones((height, width, 1), bool)
+  border[1:-1, 1:-1] = False
+  return jnp.where(border, q, interior)
 
 
 def _degenerate(q, ops):
-    """The image ImageEnhance blends towards, chosen per image.
-
-    Color: the L-converted image; Contrast: the L image's rounded mean;
-    Brightness: black; Sharpness: the SMOOTH-filtered image.
-    """
-    gray = _luminance(q)
-    choices = {
-        "Color": gray,
-        "Contrast": _mean_level(gray),
-        "Sharpness": _smooth(q),
-    }
-    degenerate = jnp.zeros_like(q)  # Brightness, and unused for other ops.
-    for name, value in choices.items():
-        degenerate = jnp.where(_per_image(ops == _ID[name], 4), value, degenerate)
-    return degenerate
+  """The image ImageEnhance blends towards, chosen per image.
+  Color: the L-converted image; Contrast: the L image's rounded mean;
+  Brightness: black; Sharpness: the SMOOTH-filtered image.
+  """
+  gray = _luminance(q)
+  choices = {
+      'Color': gray,
+      'Contrast': _mean_level(gray),
+      'Sharpness': _smooth(q),
+  }
+  degenerate = jnp.zeros_like(q)  # Brightness, and unused for other ops.
+  for name, value in choices.items():
+    degenerate = jnp.where(_per_image(ops == _ID[name], 4), value, degenerate)
+  return degenerate
 
 
 def _enhance(q, ops, m):
-    """PIL Image.blend(degenerate, image, 1 + 0.9 m) on levels.
-
-    PIL evaluates ``d + f (x - d)`` in float32, clips to 0..255 and
-    truncates; the same float32 steps give the same levels.
-    """
-    factor = (1.0 + m * _ENHANCE_HI) + m * _ENHANCE_LO
-    degenerate = _degenerate(q, ops)
-    blended = _pil_blend(degenerate, q, _per_image(factor, 4))
-    return jnp.floor(jnp.clip(blended, 0, 255))
+  """PIL Image.blend(degenerate, image, 1 + 0.9 m) on levels.
+  PIL evaluates ``d + f (x - d)`` in float32, clips to 0..255 and
+  truncates; the same float32 steps give the same levels.
+  """
+  factor = (1.0 + m * _ENHANCE_HI) + m * _ENHANCE_LO
+  degenerate = _degenerate(q, ops)
+  blended = _pil_blend(degenerate, q, _per_image(factor, 4))
+  return jnp.floor(jnp.clip(blended, 0, 255))
 
 
 # ------------------------------------------------------------ lookup tables
@@ -185,24 +178,23 @@ _LEVELS = np.arange(256, dtype=np.int32)
 
 
 def _autocontrast_undershoots():
-    """Sorted keys (lo * 256 + hi) * 256 + v where PIL's autocontrast is 1 low.
-
-    PIL computes int(v * s - lo * s) with s = 255 / (hi - lo) in doubles.
-    That equals floor((v - lo) 255 / (hi - lo)) except where the quotient is
-    an exact integer and rounding lands just below it. float32 cannot
-    replay double rounding, so those 12094 cases (at most 17 per (lo, hi))
-    are listed here, found by replaying PIL's arithmetic in numpy doubles.
-    """
-    keys = []
-    v = np.arange(256)
-    for lo in range(255):
-        hi = np.arange(lo + 1, 256)[:, None]
-        scale = 255.0 / (hi - lo)
-        pil = (v * scale + (-lo * scale)).astype(np.int64)
-        exact = ((v - lo) * 255) // (hi - lo)
-        his, vs = np.nonzero((pil != exact) & (v >= lo) & (v <= hi))
-        keys.append((lo * 256 + his + lo + 1) * 256 + vs)
-    return np.sort(np.concatenate(keys)).astype(np.int32)
+  """Sorted keys (lo * 256 + hi) * 256 + v where PIL's autocontrast is 1 low.
+  PIL computes int(v * s - lo * s) with s = 255 / (hi - lo) in doubles.
+  That equals floor((v - lo) 255 / (hi - lo)) except where the quotient is
+  an exact integer and rounding lands just below it. float32 cannot
+  replay double rounding, so those 12094 cases (at most 17 per (lo, hi))
+  are listed here, found by replaying PIL's arithmetic in numpy doubles.
+  """
+  keys = []
+  v = np.arange(256)
+  for lo in range(255):
+    hi = np.arange(lo + 1, 256)[:, None]
+    scale = 255.0 / (hi - lo)
+    pil = (v * scale + (-lo * scale)).astype(np.int64)
+    exact = ((v - lo) * 255) // (hi - lo)
+    his, vs = np.nonzero((pil != exact) & (v >= lo) & (v <= hi))
+    keys.append((lo * 256 + his + lo + 1) * 256 + vs)
+  return np.sort(np.concatenate(keys)).astype(np.int32)
 
 
 _UNDERSHOOTS = _autocontrast_undershoots()
@@ -210,95 +202,92 @@ _MAX_UNDERSHOOTS_PER_PAIR = 17
 
 
 def _autocontrast_table(lo, hi):
-    """PIL ImageOps.autocontrast: per channel, min..max -> 0..255.
-
-    lo, hi: [N, C, 1] int32 lowest and highest level of each channel.
-    """
-    span = jnp.maximum(hi - lo, 1)
-    table = jnp.clip(_floor_divide((_LEVELS - lo) * 255, span), 0, 255)
-    # Take 1 off at the listed levels of this channel's (lo, hi) pair.
-    pair = lo * 256 + hi
-    keys = jnp.asarray(_UNDERSHOOTS)
-    first = jnp.searchsorted(keys, pair * 256)
-    near = first + jnp.arange(_MAX_UNDERSHOOTS_PER_PAIR)
-    listed = keys[jnp.minimum(near, keys.shape[0] - 1)]  # [N, C, 17]
-    rows = jnp.arange(lo.size).reshape(lo.shape)
-    low = jnp.zeros(table.size, jnp.int32).at[rows * 256 + listed % 256].add(
-        (listed // 256 == pair).astype(jnp.int32))
-    table = table.astype(jnp.int32) - low.reshape(table.shape)
-    return jnp.where(hi > lo, table, _LEVELS)  # PIL leaves flat channels.
+  """PIL ImageOps.autocontrast: per channel, min..max -> 0..255.
+  lo, hi: [N, C, 1] int32 lowest and highest level of each channel.
+  """
+  span = jnp.maximum(hi - lo, 1)
+  table = jnp.clip(_floor_divide((_LEVELS - lo) * 255, span), 0, 255)
+  # Take 1 off at the listed levels of this channel's (lo, hi) pair.
+  pair = lo * 256 + hi
+  keys = jnp.asarray(_UNDERSHOOTS)
+  first = jnp.searchsorted(keys, pair * 256)
+  near = first + jnp.arange(_MAX_UNDERSHOOTS_PER_PAIR)
+  listed = keys[jnp.minimum(near, keys.shape[0] - 1)]  # [N, C, 17]
+  rows = jnp.arange(lo.size).reshape(lo.shape)
+  low = jnp.zeros(table.size, jnp.int32).at[rows * 256 + listed % 256].add(
+      (listed // 256 == pair).astype(jnp.int32))
+  table = table.astype(jnp.int32) - low.reshape(table.shape)
+  return jnp.where(hi > lo, table, _LEVELS)  # PIL leaves flat channels.
 
 
 def _histogram(levels):
-    """[N, C, 256] int32 pixel counts per image and channel."""
-    n, _, _, c = levels.shape
-    rows = jnp.arange(n * c).reshape(n, 1, 1, c)
-    bins = (rows * 256 + levels).reshape(-1)
-    return jnp.zeros(n * c * 256, jnp.int32).at[bins].add(1).reshape(n, c, 256)
+  """[N, C, 256] int32 pixel counts per image and channel."""
+  n, _, _, c = levels.shape
+  rows = jnp.arange(n * c).reshape(n, 1, 1, c)
+  bins = (rows * 256 + levels).reshape(-1)
+  return jnp.zeros(n * c * 256, jnp.int32).at[bins].add(1).reshape(n, c, 256)
 
 
 def _equalize_table(hist, hi):
-    """PIL ImageOps.equalize per channel, from its [N, C, 256] histogram and
-    [N, C, 1] highest levels.
-
-    step = (pixels - count of the top level) // 255; level v maps to
-    (step // 2 + #pixels below v) // step; step 0 (which includes a flat
-    channel) keeps the channel unchanged. Levels past 255 are clipped, as
-    PIL saturates its lut when applying it.
-    """
-    pixels = jnp.sum(hist, axis=2, keepdims=True)
-    step = (pixels - jnp.take_along_axis(hist, hi, axis=2)) // 255
-    below = jnp.cumsum(hist, axis=2) - hist
-    table = _floor_divide(step // 2 + below, jnp.maximum(step, 1))
-    return jnp.where(step > 0, jnp.clip(table, 0, 255).astype(jnp.int32), _LEVELS)
+  """PIL ImageOps.equalize per channel, from its [N, C, 256] histogram and
+  [N, C, 1] highest levels.
+  step = (pixels - count of the top level) // 255; level v maps to
+  (step // 2 + #pixels below v) // step; step 0 (which includes a flat
+  channel) keeps the channel unchanged. Levels past 255 are clipped, as
+  PIL saturates its lut when applying it.
+  """
+  pixels = jnp.sum(hist, axis=2, keepdims=True)
+  step = (pixels - jnp.take_along_axis(hist, hi, axis=2)) // 255
+  below = jnp.cumsum(hist, axis=2) - hist
+  table = _floor_divide(step // 2 + below, jnp.maximum(step, 1))
+  return jnp.where(step > 0, jnp.clip(table, 0, 255).astype(jnp.int32), _LEVELS)
 
 
 def _posterize_table(m):
-    """PIL ImageOps.posterize keeping 8 - round(4 |m|) bits."""
-    dropped = jnp.round(POSTERIZE_BITS * jnp.abs(m)).astype(jnp.int32)
-    dropped = dropped[:, None, None]
-    return (_LEVELS >> dropped) << dropped
+  """PIL ImageOps.posterize keeping 8 - round(4 |m|) bits."""
+  dropped = jnp.round(POSTERIZE_BITS * jnp.abs(m)).astype(jnp.int32)
+  dropped = dropped[:, None, None]
+  return (_LEVELS >> dropped) << dropped
 
 
 def _solarize_table(m):
-    """PIL ImageOps.solarize with threshold 256 (1 - |m|)."""
-    threshold = (256.0 * (1.0 - jnp.abs(m)))[:, None, None]
-    return jnp.where(_LEVELS >= threshold, 255 - _LEVELS, _LEVELS)
+  """PIL ImageOps.solarize with threshold 256 (1 - |m|)."""
+  threshold = (256.0 * (1.0 - jnp.abs(m)))[:, None, None]
+  return jnp.where(_LEVELS >= threshold, 255 - _LEVELS, _LEVELS)
 
 
 def _table(q, ops, m):
-    """[N, C, 256] float32 table of each image's table op (else identity).
-
-    The choice is a one-hot contraction, not a select: XLA fuses whatever
-    computes a gather's operand into the gather, so a select-built table
-    would be rebuilt for every pixel looked up, while a dot is computed
-    once.
-    """
-    shape = (q.shape[0], q.shape[-1], 256)
-    hist = _histogram(q.astype(jnp.int32))
-    # Lowest and highest level present, [N, C, 1] (cheaper than min / max).
-    present = hist > 0
-    lo = jnp.argmax(present, axis=2)[..., None]
-    hi = 255 - jnp.argmax(present[..., ::-1], axis=2)[..., None]
-    candidates = jnp.stack([
-        jnp.broadcast_to(_LEVELS, shape),  # every non-table op
-        _autocontrast_table(lo, hi),  # magnitude-free: full strength
-        _equalize_table(hist, hi),
-        jnp.broadcast_to(_posterize_table(m), shape),
-        jnp.broadcast_to(_solarize_table(m), shape),
-    ], axis=1).astype(jnp.float32)
-    kind = jnp.zeros_like(ops)
-    for k, name in enumerate(_TABLE_OPS, start=1):
-        kind = jnp.where(ops == _ID[name], k, kind)
-    choice = jax.nn.one_hot(kind, candidates.shape[1], dtype=jnp.float32)
-    return jnp.einsum("nk,nkcl->ncl", choice, candidates)
+  """[N, C, 256] float32 table of each image's table op (else identity).
+  The choice is a one-hot contraction, not a select: XLA fuses whatever
+  computes a gather's operand into the gather, so a select-built table
+  would be rebuilt for every pixel looked up, while a dot is computed
+  once.
+  """
+  shape = (q.shape[0], q.shape[-1], 256)
+  hist = _histogram(q.astype(jnp.int32))
+  # Lowest and highest level present, [N, C, 1] (cheaper than min / max).
+  present = hist > 0
+  lo = jnp.argmax(present, axis=2)[..., None]
+  hi = 255 - jnp.argmax(present[..., ::-1], axis=2)[..., None]
+  candidates = jnp.stack([
+      jnp.broadcast_to(_LEVELS, shape),  # every non-table op
+      _autocontrast_table(lo, hi),  # magnitude-free: full strength
+      _equalize_table(hist, hi),
+      jnp.broadcast_to(_posterize_table(m), shape),
+      jnp.broadcast_to(_solarize_table(m), shape),
+  ], axis=1).astype(jnp.float32)
+  kind = jnp.zeros_like(ops)
+  for k, name in enumerate(_TABLE_OPS, start=1):
+    kind = jnp.where(ops == _ID[name], k, kind)
+  choice = jax.nn.one_hot(kind, candidates.shape[1], dtype=jnp.float32)
+  return jnp.einsum('nk,nkcl->ncl', choice, candidates)
 
 
 def _look_up(q, table):
-    """out[n, h, w, c] = table[n, c, q[n, h, w, c]], as one flat gather."""
-    n, _, _, c = q.shape
-    rows = jnp.arange(n * c).reshape(n, 1, 1, c)
-    return table.reshape(-1)[rows * 256 + q.astype(jnp.int32)]
+  """out[n, h, w, c] = table[n, c, q[n, h, w, c]], as one flat gather."""
+  n, _, _, c = q.shape
+  rows = jnp.arange(n * c).reshape(n, 1, 1, c)
+  return table.reshape(-1)[rows * 256 + q.astype(jnp.int32)]
 
 
 # ------------------------------------------------------------------ kernels
@@ -308,55 +297,54 @@ def _look_up(q, table):
 
 
 def _levels(images):
-    """8-bit levels round(255 x) of [0, 1] images, as float32 integers."""
-    return jnp.floor(jnp.clip(images, 0.0, 1.0) * 255.0 + 0.5)
+  """8-bit levels round(255 x) of [0, 1] images, as float32 integers."""
+  return jnp.floor(jnp.clip(images, 0.0, 1.0) * 255.0 + 0.5)
 
 
 def _geometric_kernel(images, levels, ops, m):
-    del levels
-    height, width = images.shape[1:3]
-    warped = geometry.warp(images, _geometry_matrices(ops, m, height, width))
-    return jnp.clip(warped, 0.0, 1.0)  # a lerp may round 1 ulp outside
+  del levels
+  height, width = images.shape[1:3]
+  warped = geometry.warp(images, _geometry_matrices(ops, m, height, width))
+  return jnp.clip(warped, 0.0, 1.0)  # a lerp may round 1 ulp outside
 
 
 def _enhance_kernel(images, levels, ops, m):
-    enhanced = _enhance(levels, ops, m) / 255.0
-    return jnp.where(_per_image(_op_is(ops, _ENHANCE_OPS), 4), enhanced, images)
+  enhanced = _enhance(levels, ops, m) / 255.0
+  return jnp.where(_per_image(_op_is(ops, _ENHANCE_OPS), 4), enhanced, images)
 
 
 def _table_kernel(images, levels, ops, m):
-    looked_up = _look_up(levels, _table(levels, ops, m)) / 255.0
-    return jnp.where(_per_image(_op_is(ops, _TABLE_OPS), 4), looked_up, images)
+  looked_up = _look_up(levels, _table(levels, ops, m)) / 255.0
+  return jnp.where(_per_image(_op_is(ops, _TABLE_OPS), 4), looked_up, images)
 
 
 _KERNELS = (_geometric_kernel, _enhance_kernel, _table_kernel)
 
 
 def _run(images, ops, m):
-    """Applies stage s's op ops[s, k] with magnitude m[s, k] to image k, for
-    stages s = 0, 1, ... in order.
+  """Applies stage s's op ops[s, k] with magnitude m[s, k] to image k, for
+  stages s = 0, 1, ... in order.
+  The stages' kernels are steps of one scan, so each step reads its input
+  and the 8-bit levels from memory. Chained as plain expressions, XLA
+  fuses producers into consumers and recomputes them per use: a warp's
+  input per neighbour read, the levels per 3x3 smoothing tap.
+  """
+  num_kernels = len(_KERNELS)
 
-    The stages' kernels are steps of one scan, so each step reads its input
-    and the 8-bit levels from memory. Chained as plain expressions, XLA
-    fuses producers into consumers and recomputes them per use: a warp's
-    input per neighbour read, the levels per 3x3 smoothing tap.
-    """
-    num_kernels = len(_KERNELS)
+  def step(state, index):
+    images, levels = state
+    stage = index // num_kernels
+    images = jax.lax.switch(index % num_kernels, _KERNELS, images, levels,
+                            ops[stage], m[stage])
+    return (images, _levels(images)), None
 
-    def step(state, index):
-        images, levels = state
-        stage = index // num_kernels
-        images = jax.lax.switch(index % num_kernels, _KERNELS, images, levels,
-                                ops[stage], m[stage])
-        return (images, _levels(images)), None
-
-    steps = jnp.arange(ops.shape[0] * num_kernels)
-    (images, _), _ = jax.lax.scan(step, (images, _levels(images)), steps)
-    return images
+  steps = jnp.arange(ops.shape[0] * num_kernels)
+  (images, _), _ = jax.lax.scan(step, (images, _levels(images)), steps)
+  return images
 
 
 def _as_stages(*columns, dtype):
-    return jnp.stack([jnp.asarray(c, dtype) for c in columns])
+  return jnp.stack([jnp.asarray(c, dtype) for c in columns])
 
 
 # ------------------------------------------------------------------- public
@@ -364,48 +352,46 @@ def _as_stages(*columns, dtype):
 
 @jax.jit
 def apply(images, ops, magnitudes):
-    """Applies op ``ops[k]`` with magnitude ``magnitudes[k]`` to image k.
-
-    images: float32 [N, H, W, C] in [0, 1], C in {1, 3}; ops: int [N]
-    indices into OP_NAMES (others act as Identity); magnitudes: float [N],
-    clipped to [-1, 1] (AutoContrast, Equalize and Identity ignore theirs).
-    Returns float32 [N, H, W, C] in [0, 1].
-    """
-    m = jnp.clip(_as_stages(magnitudes, dtype=jnp.float32), -1.0, 1.0)
-    return _run(jnp.asarray(images, jnp.float32),
-                _as_stages(ops, dtype=jnp.int32), m)
+  """Applies op ``ops[k]`` with magnitude ``magnitudes[k]`` to image k.
+  images: float32 [N, H, W, C] in [0, 1], C in {1, 3}; ops: int [N]
+  indices into OP_NAMES (others act as Identity); magnitudes: float [N],
+  clipped to [-1, 1] (AutoContrast, Equalize and Identity ignore theirs).
+  Returns float32 [N, H, W, C] in [0, 1].
+  """
+  m = jnp.clip(_as_stages(magnitudes, dtype=jnp.float32), -1.0, 1.0)
+  return _run(jnp.asarray(images, jnp.float32),
+              _as_stages(ops, dtype=jnp.int32), m)
 
 
 @jax.jit
 def apply_pair(images, op_a, op_b, mag_a, mag_b):
-    """Per image k: op_a[k] with mag_a[k], then op_b[k] with mag_b[k].
+  """Per image k: op_a[k] with mag_a[k], then op_b[k] with mag_b[k].
+  Exactly ``apply(apply(images, op_a, mag_a), op_b, mag_b)``: two warps,
+  not one composed warp, so a pair means its ops in sequence (as PIL
+  applied twice).
+  """
+  m = jnp.clip(_as_stages(mag_a, mag_b, dtype=jnp.float32), -1.0, 1.0)
+  return _run(jnp.asarray(images, jnp.float32),
+              _as_stages(op_a, op_b, dtype=jnp.int32), m)
 
-    Exactly ``apply(apply(images, op_a, mag_a), op_b, mag_b)``: two warps,
-    not one composed warp, so a pair means its ops in sequence (as PIL
-    applied twice).
-    """
-    m = jnp.clip(_as_stages(mag_a, mag_b, dtype=jnp.float32), -1.0, 1.0)
-    return _run(jnp.asarray(images, jnp.float32),
-                _as_stages(op_a, op_b, dtype=jnp.int32), m)
 
+if __name__ == '__main__':
+  # Timing of the training-step call: python -m dha_jax.augment.ops
+  import time
 
-if __name__ == "__main__":
-    # Timing of the training-step call: python -m dha_jax.augment.ops
-    import time
-
-    rng = np.random.default_rng(0)
-    n = 128
-    args = (rng.uniform(0, 1, (n, 32, 32, 3)).astype(np.float32),
-            rng.integers(0, len(OP_NAMES), n).astype(np.int32),
-            rng.integers(0, len(OP_NAMES), n).astype(np.int32),
-            rng.uniform(-1, 1, n).astype(np.float32),
-            rng.uniform(-1, 1, n).astype(np.float32))
-    args = jax.device_put(args)
+  rng = np.random.default_rng(0)
+  n = 128
+  args = (rng.uniform(0, 1, (n, 32, 32, 3)).astype(np.float32),
+          rng.integers(0, len(OP_NAMES), n).astype(np.int32),
+          rng.integers(0, len(OP_NAMES), n).astype(np.int32),
+          rng.uniform(-1, 1, n).astype(np.float32),
+          rng.uniform(-1, 1, n).astype(np.float32))
+  args = jax.device_put(args)
+  apply_pair(*args).block_until_ready()
+  times = []
+  for _ in range(200):
+    start = time.perf_counter()
     apply_pair(*args).block_until_ready()
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        apply_pair(*args).block_until_ready()
-        times.append(time.perf_counter() - start)
-    print(f"apply_pair, N={n}, 32x32x3: min {1e3 * min(times):.2f} ms, "
-          f"median {1e3 * np.median(times):.2f} ms")
+    times.append(time.perf_counter() - start)
+  print(f'apply_pair, N={n}, 32x32x3: min {1e3 * min(times):.2f} ms, '
+        f'median {1e3 * np.median(times):.2f} ms')

@@ -1,46 +1,20 @@
 """Augmentation policies, applied on device after the standard pre-processing.
 
-Interface of a policy:
-  init(rng) -> params['policy'] (tau; {} for a fixed policy)
-  augment(tau, images, step_key, sample_keys, searching) -> (images, aux)
-      images float [N,H,W,C] in [0,1]; step_key is the same on every device, sample_keys
-      one per sample (from its global index); searching: bool scalar (search phase)
-  loss(tau, aux, per_sample_losses) -> scalar L_DA (0 for a fixed policy)
-  optimizer() -> optax transform for tau
-  metrics(tau) -> dict of scalars for logging
-A new policy is a class plus an entry in POLICIES; the train step does not change.
+The contract is dha_jax/augment/base.py's Policy. A new policy is a class plus an entry
+in POLICIES; the train step does not change.
 """
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from dha_jax.augment import learned, ops
+from dha_jax.augment import base, learned, ops
 
 
-class NoPolicy:
+class NoPolicy(base.Policy):
   """Only the standard pre-processing (the baseline)."""
-
-  def __init__(self, config):
-    del config
-
-  def init(self, rng):
-    return {}
 
   def augment(self, tau, images, step_key, sample_keys, searching):
     return images, {}
-
-  def loss(self, tau, aux, losses):
-    return jnp.zeros(())
-
-  def optimizer(self):
-    return optax.identity()
-
-  def metrics(self, tau):
-    return {}
-
-  def summary(self, tau):
-    return {}
 
 
 class RandAugment(NoPolicy):
@@ -79,10 +53,6 @@ POLICIES = {
     'trivialaugment': TrivialAugment,
     'learned': learned.LearnedPolicy,
 }
-
-
-def register(name, cls):
-  POLICIES[name] = cls
 
 
 def create(config):

@@ -37,11 +37,14 @@ def read_idx(path):
   if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
     raise ValueError(f'{path} is not an unsigned-byte IDX file (bad magic {data[:4]!r})')
   ndim = data[3]
+  if len(data) < 4 + 4 * ndim:
+    raise ValueError(f'{path} is truncated: its header ends after {len(data)} bytes '
+                     f'({ndim} dimensions need {4 + 4 * ndim}). Download the file again.')
   dims = np.frombuffer(data, '>u4', count=ndim, offset=4).astype(int)
   body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
   if body.size != int(np.prod(dims)):
-    raise ValueError(f'{path} is truncated: header says {tuple(dims)}, '
-                     f'found {body.size} bytes of data')
+    raise ValueError(f'{path} is truncated: header says {tuple(int(d) for d in dims)}, '
+                     f'found {body.size} bytes of data. Download the file again.')
   return body.reshape(dims)
 
 

@@ -1,29 +1,15 @@
 """Hyper-parameters eta. With config.hpo.enabled=False they stay at config.lr and
 config.weight_decay (times the base schedule); dha_jax/hpo/hypergrad.py learns them.
-
-Interface of an eta handler:
-  init() -> hparams pytree (stored in TrainState.hparams, in its optimisation space)
-  values(hparams) -> {'learning_rate': ..., 'weight_decay': ...} as the optimizer takes them
-  optimizer() -> optax transform for hparams
-  init_opt_state(hparams, net) -> TrainState.opt_state['hparams'] (net = theta, for state
-      shaped like it, e.g. the stored tangent of the 'lagged' objective)
-  apply_update(tx, opt_state, params, grads, hparams, hp_opt_state, eta_fn, hpo_loss)
-      -> (new_params, new_opt_state, new_hparams, new_hp_opt_state, metrics)
-      The theta update with eta_fn(hparams) injected into the optimizer; a learned handler
-      also differentiates hpo_loss(theta_{t+1}) w.r.t. eta through that update. All
-      arguments are already averaged over devices; hpo_loss is local to the device (None
-      unless objective is 'val' or 'train').
-  objective: None | 'val' | 'train' | 'lagged' (decides whether the loop feeds an HPO batch)
-  use_schedule: multiply the learning rate by the base schedule
+The handler contract is dha_jax/hpo/base.py's Handler.
 """
 
 import jax.numpy as jnp
-import optax
 
-from dha_jax.state import set_hyperparams
+from dha_jax import optim
+from dha_jax.hpo import base
 
 
-class FixedHparams:
+class FixedHparams(base.Handler):
   """eta held constant: the baseline and the "no HPO" ablations."""
 
   def __init__(self, config):
@@ -36,23 +22,13 @@ class FixedHparams:
   def values(self, hparams):
     return {'learning_rate': hparams['lr'], 'weight_decay': hparams['weight_decay']}
 
-  def optimizer(self):
-    return optax.identity()
-
-  def init_opt_state(self, hparams, net=None):
-    del net
-    return self.optimizer().init(hparams)
-
-  def apply_update(self, tx, opt_state, params, grads, hparams, hp_opt_state, eta_fn,
-                   hpo_loss):
+  def update_theta_and_eta(self, tx, opt_state, params, grads, hparams, hp_opt_state,
+                           eta_fn, hpo_loss):
     del hpo_loss
     eta = eta_fn(hparams)
-    updates, new_opt = tx.update(grads, set_hyperparams(opt_state, eta), params)
+    new_params, new_opt = optim.update_theta(tx, opt_state, params, grads, eta)
     metrics = {'lr': eta['learning_rate'], 'weight_decay': eta['weight_decay']}
-    return optax.apply_updates(params, updates), new_opt, hparams, hp_opt_state, metrics
-
-  use_schedule = True
-  objective = None
+    return base.Update(new_params, new_opt, hparams, hp_opt_state, metrics)
 
 
 def create(config):

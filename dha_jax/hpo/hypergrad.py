@@ -24,8 +24,8 @@ import ml_collections
 import optax
 from ml_collections import config_dict
 
-from dha_jax import optim, parallel
-from dha_jax.state import set_hyperparams
+from dha_jax import config_util, optim, parallel
+from dha_jax.hpo import base
 
 KINDS = ('lr', 'weight_decay')                # keys of TrainState.hparams
 OPT_NAMES = {'lr': 'learning_rate', 'weight_decay': 'weight_decay'}  # optimizer's names
@@ -57,15 +57,7 @@ def default_config():
 
 def _settings(hpo_config):
   """config.hpo over default_config(): fields a config leaves out take their default."""
-  h = default_config()
-  for k, v in hpo_config.items():
-    if k not in h:
-      raise ValueError(f'config.hpo.{k} is unknown; the fields are {sorted(h.keys())}')
-    if k == 'optimizer':
-      h.optimizer = ml_collections.ConfigDict(v)
-    else:
-      h[k] = v
-  return h
+  return config_util.merge(default_config(), hpo_config, 'config.hpo')
 
 
 def group_index(leaf) -> int:
@@ -78,7 +70,7 @@ def _dtype():
   return jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is enabled
 
 
-class LearnedHparams:
+class LearnedHparams(base.Handler):
   """eta learned by hypergradient descent; see the module docstring."""
 
   def __init__(self, config):
@@ -137,7 +129,7 @@ class LearnedHparams:
     lo, hi = self.bounds[kind]
     return self._value(kind, u) * math.log(hi / lo) if self.log else hi - lo
 
-  # ---- the handler interface (dha_jax/hpo/__init__.py) -------------------------------
+  # ---- the handler contract (dha_jax/hpo/base.py) ------------------------------------
   def init(self):
     shape = (len(GROUPS),) if self.per_group else ()
     return {k: jnp.full(shape, self.start[k], _dtype()) for k in self.kinds}
@@ -157,21 +149,13 @@ class LearnedHparams:
       state.update(tangent={k: zeros() for k in self.kinds}, ready=jnp.zeros((), jnp.int32))
     return state
 
-  def optimizer(self):
-    """The state's init (update is eta's plain optimizer step, for completeness)."""
-
-    def update(grads, state, params=None):
-      updates, opt = self.tx.update(grads, state['opt'], params)
-      return updates, {**state, 'opt': opt}
-
-    return optax.GradientTransformation(self.init_opt_state, update)
-
-  def apply_update(self, tx, opt_state, params, grads, hparams, hp_opt_state, eta_fn,
-                   hpo_loss):
+  def update_theta_and_eta(self, tx, opt_state, params, grads, hparams, hp_opt_state,
+                           eta_fn, hpo_loss):
     gid = jax.tree_util.tree_map(group_index, params)
 
     def theta_next(u):
-      return self._update_theta(tx, opt_state, params, grads, eta_fn(u), gid)
+      return optim.update_theta(tx, opt_state, params, grads, eta_fn(u),
+                                gid if self.per_group else None)
 
     if self.objective == 'lagged':
       new_params, new_net_opt, new_u, new_hp_state, hgrad, extra = self._lagged(
@@ -184,7 +168,7 @@ class LearnedHparams:
     # hgrad is at the input u in both modes (lagged: the u its tangent was taken at).
     metrics = self._metrics(eta_fn(used), hparams, new_u, hgrad)
     metrics.update(extra)
-    return new_params, new_net_opt, new_u, new_hp_state, metrics
+    return base.Update(new_params, new_net_opt, new_u, new_hp_state, metrics)
 
   def _through_loss(self, theta_next, hpo_loss, u, hp_state):
     """'val'/'train': reverse mode through the update and L_hpo at theta_{t+1}."""
@@ -224,21 +208,6 @@ class LearnedHparams:
     return new_params, new_net_opt, new_u, new_state, hgrad, {}
 
   # ---- pieces ----------------------------------------------------------------------
-  def _update_theta(self, tx, opt_state, params, grads, eta, gid):
-    """The run's optimizer step with eta; per group through an exact rewrite."""
-    if not self.per_group:
-      updates, new_opt = tx.update(grads, set_hyperparams(opt_state, eta), params)
-      return optax.apply_updates(params, updates), new_opt
-    # SGD/Nesterov/Adam/AdamW updates are linear in lr, and see theta only as wd * theta:
-    # inject lr = wd = 1, feed wd_g * theta and scale the update by lr_g. Exact, and equal
-    # to the global update when every group holds the same eta.
-    lr, wd = eta['learning_rate'], eta['weight_decay']
-    unit = set_hyperparams(opt_state, {'learning_rate': 1.0, 'weight_decay': 1.0})
-    scaled = jax.tree_util.tree_map(lambda p, g: wd[g].astype(p.dtype) * p, params, gid)
-    updates, new_opt = tx.update(grads, unit, scaled)
-    updates = jax.tree_util.tree_map(lambda d, g: lr[g].astype(d.dtype) * d, updates, gid)
-    return optax.apply_updates(params, updates), new_opt
-
   def _contract(self, grads, tangent, gid):
     """<g_{t+1}, d theta_{t+1} / d u_t>, summed per group. A leaf depends only on its own
     group's eta (after the eta-free clip every optimizer op is per leaf), so one tangent

@@ -1,5 +1,6 @@
 """Choice-block search spaces: a fixed stem, L choice layers with K candidate blocks each,
-a fixed head. A space is one `Space` value (see shufflenet.py); this file turns it into a
+a fixed head. A space is one `Space` value (see shufflenet.py), built by a function
+registered in SPACES under the name config.nas.space takes; this file turns it into a
 Flax network, derives children from it and counts their FLOPs and parameters.
 
 Execution of a choice layer (how only the sampled block is paid for):
@@ -59,6 +60,24 @@ class Space:
   @property
   def num_choices(self):
     return len(self.choices)
+
+
+# name -> builder(nas_config, bn_momentum) -> Space. A new space is a module with its
+# blocks and one register() call; DSNAS finds it by config.nas.space.
+SPACES = {}
+
+
+def register(name: str, builder: Callable[..., Space]):
+  SPACES[name] = builder
+
+
+def build(nas_config, bn_momentum) -> Space:
+  """The space config.nas.space names, sized by the config (its builder reads the fields
+  it knows, e.g. ShuffleNet's stage_repeats)."""
+  if nas_config.space not in SPACES:
+    raise ValueError(f'config.nas.space={nas_config.space!r} is unknown; choose one of '
+                     f'{sorted(SPACES)}')
+  return SPACES[nas_config.space](nas_config, bn_momentum)
 
 
 class ChoiceLayer(nn.Module):

@@ -20,33 +20,28 @@ import ml_collections
 import numpy as np
 import optax
 
-from dha_jax import optim
-from dha_jax.nas import darts_space as ds
+from dha_jax import config_util, optim
+from dha_jax.nas import base
+from dha_jax.nas import darts_space
 from dha_jax.nas import random_control
 
 
 def settings(nas_config, defaults, name):
   """config.nas over `defaults`: an unknown field fails with the list of known ones."""
-  n = defaults
-  for k, v in nas_config.items():
-    if k not in n:
-      raise ValueError(f'config.nas.{k} is unknown for {name}; the fields are {sorted(n)}')
-    n[k] = ml_collections.ConfigDict(v) if k == 'optimizer' else v
-  return n
+  return config_util.merge(defaults, nas_config, f'config.nas ({name})')
 
 
-class CellStrategy:
-  """Common part of the cell-space strategies (see dha_jax/nas/__init__.py); each
-  subclass supplies init, apply, optimizer, searching, mask_update, genotype_of, metrics."""
-  arch_objective = 'train'
+class CellStrategy(base.Strategy):
+  """Common part of the cell-space strategies (dha_jax/nas/base.py); each subclass
+  supplies init, apply, optimizer, searching, genotype_of, metrics."""
   space_name = 'darts'
 
-  def __init__(self, config, num_classes, nas_defaults, name):
+  def __init__(self, config, num_classes, image_shape, nas_defaults, name):
     self.cfg = settings(config.nas, nas_defaults, name)
-    self.spec = ds.make_spec(self.cfg, config.model.bn_momentum)
+    self.spec = darts_space.make_spec(self.cfg, config.model.bn_momentum)
     self.num_classes = num_classes
+    self.image_shape = tuple(image_shape)
     self.aux_weight = float(self.cfg.auxiliary_weight)
-    self.image_shape = None
 
   # --------------------------------------------------------------- the network call
 
@@ -72,49 +67,30 @@ class CellStrategy:
     return jnp.where(searching, 0.0, float(self.cfg.drop_path))
 
   def supernet(self, bn_axis_name='data'):
-    return ds.DartsNet(self.spec, self.num_classes, ds.all_edges(), ds.all_edges(),
+    edges = darts_space.all_edges()
+    return darts_space.DartsNet(self.spec, self.num_classes, edges, edges,
                        bn_axis_name=bn_axis_name)
-
-  # ------------------------------------------------------------ interface defaults
-
-  def arch_loss(self, arch, nas_state, aux):
-    return jnp.zeros(())
-
-  def after_step(self, nas_state, aux):
-    return nas_state
-
-  def end_of_epoch(self, state, epoch):
-    return state
-
-  def stop_search(self, state):
-    return state  # ISTA overrides; DARTS's supernet has no early end, the fixed nothing to stop
-
-  def static_key(self, nas_state_host):
-    return None
-
-  def specialize(self, key):
-    return self
 
   # ----------------------------------------------------------- the derived network
 
   def num_child_params(self, genotype):
-    if self.image_shape is None:
-      return 0
-    return ds.count_params(self.spec, self.num_classes, genotype.edges('normal'),
+    return darts_space.count_params(self.spec, self.num_classes, genotype.edges('normal'),
                            genotype.edges('reduce'), self.image_shape)
 
   def child_module(self, genotype_json):
-    return ds.child_net(self.spec, self.num_classes, ds.Genotype.from_json(genotype_json))
+    genotype = darts_space.Genotype.from_json(genotype_json)
+    return darts_space.child_net(self.spec, self.num_classes, genotype)
 
   def child(self, state):
     """(module, variables, genotype JSON): only the selected ops, the trained weights
     (same names), edge weights as constants, BN without a cross-device axis."""
     g = self.genotype_of(state.params['arch'], state.nas_state)
-    module = ds.child_net(self.spec, self.num_classes, g)
+    module = darts_space.child_net(self.spec, self.num_classes, g)
     dummy = jax.ShapeDtypeStruct((1,) + tuple(self.image_shape), jnp.float32)
     template = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)
     host = jax.device_get({'params': state.params['net'], 'batch_stats': state.batch_stats})
-    variables = {k: ds.restrict(host[k], template[k]) for k in ('params', 'batch_stats')}
+    variables = {k: darts_space.restrict(host[k], template[k])
+                 for k in ('params', 'batch_stats')}
     return module, variables, g.to_json()
 
   def summary(self, arch, nas_state):
@@ -126,7 +102,7 @@ class CellStrategy:
 
   def pictures(self, arch, nas_state):
     g = self.genotype_of(arch, nas_state)
-    return {'genotype': ds.genotype_figure(g, type(self).__name__)}
+    return {'genotype': darts_space.genotype_figure(g, type(self).__name__)}
 
   def base_metrics(self, g):
     return {'nas/genotype': str(g).replace('\n', ' | '),
@@ -139,7 +115,7 @@ class CellStrategy:
 def darts_config():
   """Every field config.nas may hold for strategy 'darts', with its default (the DARTS
   search recipe: no auxiliary head, non-affine BN, BN after pools)."""
-  n = ds.space_config()
+  n = darts_space.space_config()
   n.strategy = 'darts'
   n.channels, n.layers = 16, 8
   n.auxiliary_weight = 0.0
@@ -154,44 +130,44 @@ def darts_config():
 
 def node_rows(i):
   """alpha rows (edges) of node i: 2 + 3 + ... in node order."""
-  start = sum(ds.num_inputs(k) for k in range(i))
-  return slice(start, start + ds.num_inputs(i))
+  start = sum(darts_space.num_inputs(k) for k in range(i))
+  return slice(start, start + darts_space.num_inputs(i))
 
 
-NUM_EDGES = sum(ds.num_inputs(i) for i in range(ds.NUM_NODES))
+NUM_EDGES = sum(darts_space.num_inputs(i) for i in range(darts_space.NUM_NODES))
 
 
-def top2_genotype(p_normal, p_reduce) -> ds.Genotype:
+def top2_genotype(p_normal, p_reduce) -> darts_space.Genotype:
   """The DARTS rule on op probabilities [14, 7]: per node the 2 inputs whose best op is
   strongest, each with that op; the op's probability is kept as the child's edge weight."""
   edges, weights = [], []
   for p in (np.asarray(p_normal), np.asarray(p_reduce)):
     cell_e, cell_w = [], []
-    for i in range(ds.NUM_NODES):
+    for i in range(darts_space.NUM_NODES):
       rows = p[node_rows(i)]
       best = np.argsort(-rows.max(-1), kind='stable')[:2]
       best = sorted(int(j) for j in best)
-      cell_e.append(tuple(j * ds.NUM_OPS + int(np.argmax(rows[j])) for j in best))
+      cell_e.append(tuple(j * darts_space.NUM_OPS + int(np.argmax(rows[j])) for j in best))
       cell_w.extend(float(rows[j].max()) for j in best)
     edges.append(tuple(cell_e))
     weights.append(cell_w)
-  return ds.Genotype.from_edges(edges[0], edges[1], weights[0], weights[1])
+  return darts_space.Genotype.from_edges(edges[0], edges[1], weights[0], weights[1])
 
 
 class DARTS(CellStrategy):
   """First-order DARTS on the weighted-sum supernet."""
+  fixed_counterpart = 'darts_fixed'
   arch_objective = 'val'
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes, darts_config(), 'darts')
+  def __init__(self, config, num_classes, image_shape):
+    super().__init__(config, num_classes, image_shape, darts_config(), 'darts')
     self.net = self.supernet()
 
   def init(self, rng, dummy):
     k_net, k_alpha = jax.random.split(rng)
-    self.image_shape = tuple(dummy.shape[1:])
-    v = ds.init_variables(self.net, k_net, dummy)
+    v = darts_space.init_variables(self.net, k_net, dummy)
     ka, kb = jax.random.split(k_alpha)
-    shape = (NUM_EDGES, ds.NUM_OPS)
+    shape = (NUM_EDGES, darts_space.NUM_OPS)
     arch = {'normal': self.cfg.alpha_init_std * jax.random.normal(ka, shape),
             'reduce': self.cfg.alpha_init_std * jax.random.normal(kb, shape)}
     return v['params'], v.get('batch_stats', {}), arch, {}
@@ -200,7 +176,7 @@ class DARTS(CellStrategy):
   def edge_weights(arch):
     """Per cell type, per node: softmax over ops of each input edge, flattened j*7+o."""
     return tuple(tuple(jax.nn.softmax(arch[t][node_rows(i)], -1).reshape(-1)
-                       for i in range(ds.NUM_NODES)) for t in ('normal', 'reduce'))
+                       for i in range(darts_space.NUM_NODES)) for t in ('normal', 'reduce'))
 
   def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
     return self.run(self.net, net, batch_stats, images, self.edge_weights(arch), None,
@@ -211,9 +187,6 @@ class DARTS(CellStrategy):
 
   def searching(self, nas_state):
     return jnp.ones((), bool)
-
-  def mask_update(self, old_arch, new_arch, nas_state):
-    return new_arch
 
   def probabilities(self, arch):
     a = jax.device_get(arch)
@@ -235,7 +208,7 @@ class DARTS(CellStrategy):
 
 def fixed_config():
   """Every field config.nas may hold for strategy 'darts_fixed', with its default."""
-  n = ds.space_config()
+  n = darts_space.space_config()
   n.strategy = 'darts_fixed'
   n.genotype = 'DARTS_V2'      # a name in darts_space.GENOTYPES, Genotype JSON, or 'random':
   #                              drawn uniformly from the space with config.seed (the random
@@ -244,39 +217,36 @@ def fixed_config():
   return n
 
 
-def random_genotype(rng: np.random.Generator) -> ds.Genotype:
+def random_genotype(rng: np.random.Generator) -> darts_space.Genotype:
   """Uniform over the space the cell strategies search: per cell type and node, 2
   distinct input edges, each with one of the 7 ops (the support ISTA selects)."""
-  cells = []
+  cells, k = [], darts_space.NUM_OPS
   for _ in range(2):
     nodes = []
-    for i in range(ds.NUM_NODES):
-      inputs = rng.choice(ds.num_inputs(i), size=2, replace=False)
-      nodes.append(tuple(sorted(int(j) * ds.NUM_OPS + int(rng.integers(ds.NUM_OPS))
-                                for j in inputs)))
+    for i in range(darts_space.NUM_NODES):
+      inputs = rng.choice(darts_space.num_inputs(i), size=2, replace=False)
+      nodes.append(tuple(sorted(int(j) * k + int(rng.integers(k)) for j in inputs)))
     cells.append(tuple(nodes))
-  return ds.Genotype.from_edges(*cells)
+  return darts_space.Genotype.from_edges(*cells)
 
 
 class DartsFixed(CellStrategy):
   """Trains one genotype: no architecture parameters, never searching (drop-path on)."""
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes, fixed_config(), 'darts_fixed')
-    self.seed = int(config.seed)
-    if self.cfg.genotype != 'random':
-      self.genotype = ds.parse_genotype(self.cfg.genotype)
-      self.net = ds.child_net(self.spec, num_classes, self.genotype, bn_axis_name='data')
-
-  def init(self, rng, dummy):
-    self.image_shape = tuple(dummy.shape[1:])
-    if self.cfg.genotype == 'random':  # the budget needs the input shape, known only here
-      gen = np.random.default_rng([self.seed, 5])
+  def __init__(self, config, num_classes, image_shape):
+    super().__init__(config, num_classes, image_shape, fixed_config(), 'darts_fixed')
+    if self.cfg.genotype == 'random':  # drawn with the run's seed, within the budget
+      gen = np.random.default_rng([int(config.seed), 5])
       self.genotype = random_control.draw_within_budget(
           lambda: random_genotype(gen), self.num_child_params,
           float(self.cfg.budget_mparams) * 1e6, 'config.nas.budget_mparams')
-      self.net = ds.child_net(self.spec, self.num_classes, self.genotype, bn_axis_name='data')
-    v = ds.init_variables(self.net, rng, dummy)
+    else:
+      self.genotype = darts_space.parse_genotype(self.cfg.genotype)
+    self.net = darts_space.child_net(self.spec, num_classes, self.genotype,
+                                     bn_axis_name='data')
+
+  def init(self, rng, dummy):
+    v = darts_space.init_variables(self.net, rng, dummy)
     return v['params'], v.get('batch_stats', {}), {}, {}
 
   def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
@@ -288,9 +258,6 @@ class DartsFixed(CellStrategy):
 
   def searching(self, nas_state):
     return jnp.zeros((), bool)
-
-  def mask_update(self, old_arch, new_arch, nas_state):
-    return new_arch
 
   def genotype_of(self, arch, nas_state):
     return self.genotype

@@ -62,14 +62,18 @@ class FactorizedReduce(nn.Module):
         jnp.concatenate([a, b], -1))
 
 
-class SepConv(nn.Module):
-  """(ReLU -> depthwise k x k -> pointwise -> BN) twice; only the first is strided."""
+class _DepthwiseOp(nn.Module):
+  """Fields of the depthwise-separable ops (SepConv, DilConv)."""
   channels: int
   kernel: int
   stride: int
   affine: bool = True
   bn_axis_name: str = None
   bn_momentum: float = 0.9
+
+
+class SepConv(_DepthwiseOp):
+  """(ReLU -> depthwise k x k -> pointwise -> BN) twice; only the first is strided."""
 
   @nn.compact
   def __call__(self, x, train=False):
@@ -81,14 +85,8 @@ class SepConv(nn.Module):
     return x
 
 
-class DilConv(nn.Module):
+class DilConv(_DepthwiseOp):
   """ReLU -> depthwise k x k with dilation 2 -> pointwise -> BN."""
-  channels: int
-  kernel: int
-  stride: int
-  affine: bool = True
-  bn_axis_name: str = None
-  bn_momentum: float = 0.9
 
   @nn.compact
   def __call__(self, x, train=False):

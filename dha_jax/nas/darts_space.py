@@ -547,20 +547,38 @@ def restrict(tree, template):
   return {k: restrict(tree[k], v) for k, v in template.items()}
 
 
-@functools.lru_cache(maxsize=256)
-def _count(spec, num_classes, normal, reduce, image_shape):
-  net = DartsNet(spec, num_classes, normal, reduce, bn_axis_name=None)
+def _size(tree) -> int:
+  return int(sum(np.prod(a.shape) for a in jax.tree_util.tree_leaves(tree)))
+
+
+@functools.lru_cache(maxsize=16)
+def _op_sizes(spec, num_classes, image_shape):
+  """({(cell, op name): parameters}, parameters outside the ops) of the supernet: a
+  child's weights are the supernet's restricted to its ops, so its size is a sum."""
+  net = DartsNet(spec, num_classes, all_edges(), all_edges(), bn_axis_name=None)
   shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False),
-                          jax.ShapeDtypeStruct((1,) + image_shape, jnp.float32))
-  return int(sum(np.prod(a.shape) for a in jax.tree_util.tree_leaves(shapes['params'])))
+                          jax.ShapeDtypeStruct((1,) + image_shape, jnp.float32))['params']
+  ops, rest = {}, 0
+  for k, sub in shapes.items():
+    for name, leaves in (sub.items() if k.startswith('cell') else [(None, sub)]):
+      if name is not None and name.startswith('node'):
+        ops[k, name] = _size(leaves)
+      else:
+        rest += _size(leaves)
+  return ops, rest
 
 
 def count_params(spec: Spec, num_classes: int, normal: Edges, reduce: Edges,
                  image_shape: Sequence[int]) -> int:
   """Parameters of the network with these edges, auxiliary head excluded (the DARTS
-  convention for reported sizes and the budget). Cached per edge set."""
-  return _count(spec, num_classes, tuple(map(tuple, normal)), tuple(map(tuple, reduce)),
-                tuple(int(s) for s in image_shape))
+  convention for reported sizes and the budget): the supernet traced once, then a sum
+  (a random genotype's budget check draws many)."""
+  ops, total = _op_sizes(spec, num_classes, tuple(int(s) for s in image_shape))
+  for k in range(spec.layers):
+    for i, cols in enumerate(reduce if k in spec.reductions() else normal):
+      for col in cols:
+        total += ops.get((f'cell{k}', _op_name(i, col // NUM_OPS, OPS[col % NUM_OPS])), 0)
+  return total
 
 
 # --------------------------------------------------------------------- the picture

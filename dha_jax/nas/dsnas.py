@@ -15,15 +15,16 @@ import ml_collections
 import numpy as np
 import optax
 
-from dha_jax import optim
-from dha_jax.nas import choice_space, random_control, shufflenet
+from dha_jax import config_util, optim
+from dha_jax.nas import base, choice_space, random_control
 
 
 def default_config():
   """Every field config.nas may hold for strategy 'dsnas', with its default."""
   n = ml_collections.ConfigDict()
   n.strategy = 'dsnas'
-  n.space = 'shufflenet_small'  # 'shufflenet' (SPOS, 224 px) | 'shufflenet_small' (8-32 px)
+  n.space = 'shufflenet_small'  # choice_space.SPACES: 'shufflenet' (SPOS, 224 px) |
+  #                               'shufflenet_small' (8-32 px)
   n.stem_channels = 0           # width / depth overrides of the space (0 or () = its default)
   n.stage_repeats = ()
   n.stage_channels = ()
@@ -50,11 +51,7 @@ def default_config():
 
 def settings(nas_config):
   """config.nas over default_config(): missing fields take their default."""
-  n = default_config()
-  for k, v in nas_config.items():
-    if k not in n:
-      raise ValueError(f'config.nas.{k} is unknown for dsnas; the fields are {sorted(n)}')
-    n[k] = ml_collections.ConfigDict(v) if k == 'optimizer' else v
+  n = config_util.merge(default_config(), nas_config, 'config.nas (dsnas)')
   if n.resource not in ('flops', 'params'):
     raise ValueError(f"config.nas.resource={n.resource!r}: use 'flops' or 'params'")
   return n
@@ -89,42 +86,36 @@ def _with_nas_state(state, host):
   return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
 
 
-class DSNAS:
-  """The strategy interface of dha_jax/nas/__init__.py."""
+class DSNAS(base.Strategy):
+  """Single-path search over a choice space (dha_jax/nas/base.py's contract)."""
+  fixed_counterpart = 'dsnas'
 
-  def __init__(self, config, num_classes):
+  def __init__(self, config, num_classes, image_shape):
     self.cfg = n = settings(config.nas)
-    self.space = shufflenet.build(n.space, n.stem_channels, n.stage_repeats, n.stage_channels,
-                                  n.last_channels, config.model.bn_momentum)
+    self.space = choice_space.build(n, config.model.bn_momentum)
     L, K = self.space.num_layers, self.space.num_choices
     self.genotype = tuple(int(g) for g in n.genotype) or None
     if self.genotype and (len(self.genotype) != L or max(self.genotype) >= K):
       raise ValueError(f'config.nas.genotype needs {L} indices in [0, {K})')
-    self.seed = int(config.seed)
-    if n.random_genotype:  # a placeholder child until init draws it (the budget needs costs)
+    self.num_classes = num_classes
+    self.costs = choice_space.count_costs(self.space, tuple(image_shape), num_classes)
+    if n.random_genotype:  # the random control: drawn with the run's seed, within budget
       if self.genotype:
         raise ValueError('config.nas.random_genotype=True and config.nas.genotype are '
                          'exclusive: set one of them')
-      self.genotype = (0,) * L
+      gen = np.random.default_rng([int(config.seed), 5])
+      cost = {'flops': 0, 'params': 1}[n.resource]
+      self.genotype = random_control.draw_within_budget(
+          lambda: tuple(int(i) for i in gen.integers(K, size=L)),
+          lambda g: self.costs.of(list(g))[cost], float(n.budget), 'config.nas.budget')
     self.execution = auto_execution() if n.execution == 'auto' else n.execution
-    self.num_classes = num_classes
     self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
-    self.costs = None
 
   # ------------------------------------------------------------------ in the step
 
   def init(self, rng, dummy):
     k_net, k_alpha = jax.random.split(rng)
     L, K = self.space.num_layers, self.space.num_choices
-    self.costs = choice_space.count_costs(self.space, dummy.shape[1:], self.num_classes)
-    if self.cfg.random_genotype:
-      gen = np.random.default_rng([self.seed, 5])
-      cost = {'flops': 0, 'params': 1}[self.cfg.resource]
-      self.genotype = random_control.draw_within_budget(
-          lambda: tuple(int(i) for i in gen.integers(K, size=L)),
-          lambda g: self.costs.of(list(g))[cost], float(self.cfg.budget),
-          'config.nas.budget')
-      self.net = choice_space.ChoiceNet(self.space, self.num_classes, self.genotype)
     v = self.net.init(k_net, dummy, jnp.zeros(L, jnp.int32), None, train=False)
     if self.genotype:
       return v['params'], v.get('batch_stats', {}), {}, {}
@@ -196,7 +187,7 @@ class DSNAS:
       return jnp.zeros((), bool)
     return ~jnp.all(nas_state['fixed'])
 
-  def mask_update(self, old_arch, new_arch, nas_state):
+  def keep_fixed(self, old_arch, new_arch, nas_state):
     if self.genotype:
       return new_arch
     keep = nas_state['fixed'][:, None] | ~self._active(nas_state)
@@ -243,14 +234,10 @@ class DSNAS:
     arg = np.argmax(np.asarray(jax.device_get(arch['alpha'])), -1)
     return [int(g) for g in np.where(ns['fixed'], ns['choice'], arg)]
 
-  def genotype_string(self, genotype):
-    return ' '.join(self.space.choices[g] for g in genotype)
-
   def metrics(self, arch, nas_state):
     g = self.genotype_of(arch, nas_state)
-    out = {'nas/genotype': ''.join(str(i) for i in g)}
-    if self.costs is not None:
-      out['nas/child_mflops'] = self.costs.of(g)[0] / 1e6
+    out = {'nas/genotype': ''.join(str(i) for i in g),
+           'nas/child_mflops': self.costs.of(g)[0] / 1e6}
     if self.genotype:
       return out
     p = np.asarray(jax.nn.softmax(jax.device_get(arch['alpha']), -1))
@@ -263,9 +250,8 @@ class DSNAS:
     g = self.genotype_of(arch, nas_state)
     out = {'genotype': g, 'genotype_names': [self.space.choices[i] for i in g],
            'space': self.space.name}
-    if self.costs is not None:
-      flops, params = self.costs.of(g)
-      out.update(flops=flops, params=params)
+    flops, params = self.costs.of(g)
+    out.update(flops=flops, params=params)
     if not self.genotype:
       out['probabilities'] = np.asarray(
           jax.nn.softmax(jax.device_get(arch['alpha']), -1)).round(4).tolist()

@@ -1,15 +1,15 @@
 """The 'none' strategy: a fixed network from dha_jax/models, no architecture parameters."""
 
-import jax.numpy as jnp
-import optax
-
 from dha_jax import models
+from dha_jax.nas import base
 
 
-class FixedNetwork:
-  """Runs config.model as it is (the baseline, and the "fixed network" comparisons)."""
+class FixedNetwork(base.Strategy):
+  """Runs config.model as it is (the baseline, and the "fixed network" comparisons);
+  every other member is base.Strategy's: no alpha, nothing searched."""
 
-  def __init__(self, config, num_classes):
+  def __init__(self, config, num_classes, image_shape):
+    del image_shape
     self.config, self.num_classes = config, num_classes
     self.model = models.create(config.model, num_classes)
 
@@ -24,36 +24,6 @@ class FixedNetwork:
       logits, new = self.model.apply(variables, images, train=True, mutable=['batch_stats'])
       return logits, new['batch_stats'], {}
     return self.model.apply(variables, images, train=False), batch_stats, {}
-
-  def arch_loss(self, arch, nas_state, aux):
-    return jnp.zeros(())
-
-  def optimizer(self):
-    return optax.identity()
-
-  def searching(self, nas_state):
-    return jnp.zeros((), bool)
-
-  def mask_update(self, old_arch, new_arch, nas_state):
-    return new_arch
-
-  def after_step(self, nas_state, aux):
-    return nas_state
-
-  def metrics(self, arch, nas_state):
-    return {}
-
-  def end_of_epoch(self, state, epoch):
-    return state
-
-  def stop_search(self, state):
-    return state
-
-  def summary(self, arch, nas_state):
-    return {}
-
-  def pictures(self, arch, nas_state):
-    return {}
 
   def child(self, state):
     """The network itself: (module, variables, genotype=None)."""

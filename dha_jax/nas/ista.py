@@ -11,7 +11,7 @@ enters a LASSO solution). Once per epoch on the host (end_of_epoch):
 and a candidate support whose derived network exceeds the parameter budget is rejected.
 In the step, node i evaluates only its 2 ops, weighted by
   W = b^T A_S - (A_S^T A_S - I) x_S                    (so dL/db = A_S dL/dW),
-frozen codes are kept exactly (mask_update), and once all nodes are frozen the search is
+frozen codes are kept exactly (keep_fixed), and once all nodes are frozen the search is
 over: the same network trains on (with drop-path). The loop also ends it at
 config.nas.max_search_fraction of the run (stop_search: every node still searching is
 frozen at its current support).
@@ -22,9 +22,9 @@ Execution (config.nas.execution):
             the slots, lax.switch over the 7 ops, recomputed in the backward pass:
             darts_space.traced_nodes). One compiled step for the whole run; unused ops'
             weights and optimizer state are kept by a traced mask (active_mask,
-            sparse_update.apply_update). theta and the BatchNorm statistics are stored
-            packed (darts_space.pack: each op stacked over a cell's edges; `unpack` gives
-            the supernet's names, child() exports them), so a state does not move
+            sparse_update.update_theta_and_eta). theta and the BatchNorm statistics are
+            stored packed (darts_space.pack: each op stacked over a cell's edges; `unpack`
+            gives the supernet's names, child() exports them), so a state does not move
             between 'traced' and the other two.
   'static'  the support is static Python structure of a specialised strategy (static_key
             / specialize: the train loop compiles one step per support, at most one per
@@ -43,18 +43,18 @@ import ml_collections
 import numpy as np
 
 from dha_jax import optim
-from dha_jax.nas import darts_space as ds
+from dha_jax.nas import darts_space
 from dha_jax.nas.darts import CellStrategy
 
-M = ds.NUM_OPS                         # measurements per node (rows of A)
-N_MAX = ds.num_inputs(ds.NUM_NODES - 1) * ds.NUM_OPS  # 35 columns (node 3)
+M = darts_space.NUM_OPS                         # measurements per node (rows of A)
+N_MAX = darts_space.num_inputs(darts_space.NUM_NODES - 1) * darts_space.NUM_OPS  # 35 (node 3)
 CELLS = ('normal', 'reduce')
 EXECUTIONS = ('traced', 'static', 'masked')
 
 
 def default_config():
   """Every field config.nas may hold for strategy 'ista', with its default (CIFAR)."""
-  n = ds.space_config()
+  n = darts_space.space_config()
   n.strategy = 'ista'
   n.lam = 1e-5                  # LASSO penalty
   n.lasso_iters = 20000         # cap of the FISTA fallback (a degenerate homotopy path)
@@ -197,7 +197,7 @@ def lasso(A, b, lam, num_iters=20000, tol=1e-10):
 
 
 def valid_columns(node):
-  return ds.num_inputs(node) * M
+  return darts_space.num_inputs(node) * M
 
 
 def select_support(x):
@@ -268,8 +268,9 @@ def moves_per_epoch(rows):
 def measurement_matrices(seed):
   """A [2, 4, 7, 35]: N(0, 1/7) entries (unit-norm columns on average), node i using its
   first (i+2)*7 columns, zeros after."""
-  A = np.random.default_rng(seed).standard_normal((2, ds.NUM_NODES, M, N_MAX)) / np.sqrt(M)
-  for i in range(ds.NUM_NODES):
+  shape = (2, darts_space.NUM_NODES, M, N_MAX)
+  A = np.random.default_rng(seed).standard_normal(shape) / np.sqrt(M)
+  for i in range(darts_space.NUM_NODES):
     A[:, i, :, valid_columns(i):] = 0.0
   return A.astype(np.float32)
 
@@ -278,18 +279,20 @@ def measurement_matrices(seed):
 
 
 class ISTA(CellStrategy):
-  """The strategy interface of dha_jax/nas/__init__.py."""
+  """Sparse-coding search of a DARTS cell (dha_jax/nas/base.py's contract)."""
+  fixed_counterpart = 'darts_fixed'
+  skips_inactive = True  # a static support's unused ops stay outside the step
 
-  def __init__(self, config, num_classes):
-    super().__init__(config, num_classes, default_config(), 'ista')
+  def __init__(self, config, num_classes, image_shape):
+    super().__init__(config, num_classes, image_shape, default_config(), 'ista')
     if self.cfg.execution not in EXECUTIONS:
       raise ValueError(f'config.nas.execution={self.cfg.execution!r}: one of {EXECUTIONS}')
     self.support = None  # static [2, 4, 2] tuple once specialised
     self.packed = self.cfg.execution == 'traced'  # theta in darts_space.pack's layout
-    self._support_params = (None, None)  # (support, its network's param shapes): active_net
+    self.support_params = None  # param shapes of the support's network (specialize)
     self.net = self.supernet()
-    self.traced_net = ds.DartsNet(self.spec, num_classes, ds.all_edges(), ds.all_edges(),
-                                  bn_axis_name='data', traced=True)
+    self.traced_net = darts_space.DartsNet(self.spec, num_classes, darts_space.all_edges(),
+                                     darts_space.all_edges(), bn_axis_name='data', traced=True)
 
   def recover(self, b, A):
     """x of every node, float64 on the host (tiny: 8 problems of at most 7 x 35)."""
@@ -298,26 +301,25 @@ class ISTA(CellStrategy):
 
   def init(self, rng, dummy):
     k_net, k_b = jax.random.split(rng)
-    self.image_shape = tuple(dummy.shape[1:])
-    v = ds.init_variables(self.net, k_net, dummy)
+    v = darts_space.init_variables(self.net, k_net, dummy)
     v = {k: self.pack(x) for k, x in v.items()}
     A = measurement_matrices(self.cfg.measurement_seed)
-    b = self.cfg.code_init_std * jax.random.normal(k_b, (2, ds.NUM_NODES, M))
+    b = self.cfg.code_init_std * jax.random.normal(k_b, (2, darts_space.NUM_NODES, M))
     x = self.recover(b, A)
     nas_state = {'A': jnp.asarray(A), 'x': jnp.asarray(x, jnp.float32),
                  'support': jnp.asarray(select_support(x)),
-                 'frozen': jnp.zeros((2, ds.NUM_NODES), bool),
-                 'moved': jnp.zeros((2, ds.NUM_NODES), jnp.float32),
+                 'frozen': jnp.zeros((2, darts_space.NUM_NODES), bool),
+                 'moved': jnp.zeros((2, darts_space.NUM_NODES), jnp.float32),
                  'rejected': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32)}
     return v['params'], v.get('batch_stats', {}), {'b': b}, nas_state
 
   def pack(self, tree):
     """Supernet variables (one collection) in this strategy's layout (packed if traced)."""
-    return ds.pack(tree, self.spec) if self.packed else tree
+    return darts_space.pack(tree, self.spec) if self.packed else tree
 
   def unpack(self, tree):
     """The supernet's layout (names per (node, input, op)) of this strategy's variables."""
-    return ds.unpack(tree, self.spec) if self.packed else tree
+    return darts_space.unpack(tree, self.spec) if self.packed else tree
 
   # ---------------------------------------------------------------- in the step
 
@@ -333,14 +335,15 @@ class ISTA(CellStrategy):
     rate = self.drop_rate(self.searching(nas_state), rng, train)
     if self.support is not None:
       normal, reduce = edges_of(self.support)
-      module = ds.DartsNet(self.spec, self.num_classes, normal, reduce, bn_axis_name='data')
-      weights = tuple(tuple(W[t, i] for i in range(ds.NUM_NODES)) for t in range(2))
+      module = darts_space.DartsNet(self.spec, self.num_classes, normal, reduce,
+                                    bn_axis_name='data')
+      weights = tuple(tuple(W[t, i] for i in range(darts_space.NUM_NODES)) for t in range(2))
     elif self.cfg.execution == 'traced':
       module, weights = self.traced_net, (W, jnp.asarray(support, jnp.int32))
     else:  # masked: every op runs, zero weight off the support
       module = self.net
       weights = tuple(tuple(jnp.zeros(valid_columns(i), W.dtype).at[support[t, i]].set(
-          W[t, i]) for i in range(ds.NUM_NODES)) for t in range(2))
+          W[t, i]) for i in range(darts_space.NUM_NODES)) for t in range(2))
     return self.run(module, net, batch_stats, images, weights, rate, rng, train)
 
   def active_net(self, net_params):
@@ -348,13 +351,6 @@ class ISTA(CellStrategy):
     unselected ops' weights), so the step updates only those (sparse_update.py)."""
     if self.support is None:
       return jax.tree_util.tree_map(lambda _: True, net_params)
-    if self._support_params[0] != self.support:  # copies from specialize() share it
-      normal, reduce = edges_of(self.support)
-      net = ds.DartsNet(self.spec, self.num_classes, normal, reduce)
-      dummy = jax.ShapeDtypeStruct((1,) + self.image_shape, jnp.float32)
-      shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
-                                                 with_aux=True), dummy)
-      self._support_params = (self.support, shapes['params'])
 
     def mirror(tree, used):
       if not isinstance(tree, dict):
@@ -362,7 +358,7 @@ class ISTA(CellStrategy):
       return {k: mirror(v, used.get(k) if used is not None else None)
               for k, v in tree.items()}
 
-    return mirror(net_params, self._support_params[1])
+    return mirror(net_params, self.support_params)
 
   def active_mask(self, net_params, nas_state):
     """'traced': which weights of theta the support's network uses, for the step to keep
@@ -389,7 +385,7 @@ class ISTA(CellStrategy):
       return cache[key]
 
     flat, treedef = jax.tree_util.tree_flatten_with_path(net_params)
-    index = treedef.flatten_up_to(ds.pack_index(net_params, self.spec))
+    index = treedef.flatten_up_to(darts_space.pack_index(net_params, self.spec))
     return treedef.unflatten([mask(p, e, x) for (p, x), e in zip(flat, index)])
 
   def optimizer(self):
@@ -398,7 +394,7 @@ class ISTA(CellStrategy):
   def searching(self, nas_state):
     return ~jnp.all(nas_state['frozen'])
 
-  def mask_update(self, old_arch, new_arch, nas_state):
+  def keep_fixed(self, old_arch, new_arch, nas_state):
     return {'b': jnp.where(nas_state['frozen'][..., None], old_arch['b'], new_arch['b'])}
 
   def static_key(self, nas_state_host):
@@ -414,6 +410,11 @@ class ISTA(CellStrategy):
     new = copy.copy(self)
     new.support = tuple(tuple(tuple(n) for n in cell) for cell in key)
     new.packed = False
+    normal, reduce = edges_of(new.support)
+    net = darts_space.DartsNet(self.spec, self.num_classes, normal, reduce)
+    dummy = jax.ShapeDtypeStruct((1,) + self.image_shape, jnp.float32)
+    new.support_params = jax.eval_shape(lambda x: net.init(
+        jax.random.PRNGKey(0), x, train=False, with_aux=True), dummy)['params']
     return new
 
   # ---------------------------------------------------------------- on the host
@@ -428,7 +429,8 @@ class ISTA(CellStrategy):
 
   def params_of(self, support):
     normal, reduce = edges_of(support)
-    return ds.count_params(self.spec, self.num_classes, normal, reduce, self.image_shape)
+    return darts_space.count_params(self.spec, self.num_classes, normal, reduce,
+                                    self.image_shape)
 
   def end_of_epoch(self, state, epoch):
     """Recovery, support update (budget-checked), freezing; frozen nodes keep x and S."""
@@ -475,7 +477,7 @@ class ISTA(CellStrategy):
     W = np.asarray(edge_weights(b, jnp.asarray(ns['A']), jnp.asarray(ns['x']),
                                 np.asarray(ns['support'])))
     normal, reduce = edges_of(ns['support'])
-    return ds.Genotype.from_edges(normal, reduce, W[0], W[1])
+    return darts_space.Genotype.from_edges(normal, reduce, W[0], W[1])
 
   def metrics(self, arch, nas_state):
     g = self.genotype_of(arch, nas_state)

@@ -63,28 +63,36 @@ class ShuffleChoiceBlock(nn.Module):
     return jnp.concatenate([short, y], axis=-1)
 
 
-class Stem(nn.Module):
+def _conv_bn_relu(x, channels, kernel, stride, padding, train, bn_axis_name, bn_momentum):
+  x = conv.Conv(channels, (kernel, kernel), stride, padding=padding)(x)
+  return nn.relu(common.batch_norm(train, bn_axis_name, bn_momentum)(x))
+
+
+class _ConvUnit(nn.Module):
+  """Fields of the fixed stem and head around the choice layers."""
   channels: int
-  stride: int
+  stride: int = 1
   bn_axis_name: str = None
   bn_momentum: float = 0.9
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = conv.Conv(self.channels, (3, 3), self.stride, padding=1)(x)
-    return nn.relu(common.batch_norm(train, self.bn_axis_name, self.bn_momentum)(x))
 
-
-class Head(nn.Module):
-  channels: int
-  num_classes: int
-  bn_axis_name: str = None
-  bn_momentum: float = 0.9
+class Stem(_ConvUnit):
+  """3x3 conv, BN, ReLU (strided at 224 px)."""
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = conv.Conv(self.channels, (1, 1))(x)
-    x = nn.relu(common.batch_norm(train, self.bn_axis_name, self.bn_momentum)(x))
+    return _conv_bn_relu(x, self.channels, 3, self.stride, 1, train, self.bn_axis_name,
+                         self.bn_momentum)
+
+
+class Head(_ConvUnit):
+  """1x1 conv, BN, ReLU, global average pool, classifier."""
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = _conv_bn_relu(x, self.channels, 1, 1, 'SAME', train, self.bn_axis_name,
+                      self.bn_momentum)
     return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
 
 
@@ -99,7 +107,7 @@ def _stem(bn_axis_name, *, channels, stride, bn_momentum, name=None):
 
 
 def _head(num_classes, bn_axis_name, *, channels, bn_momentum, name=None):
-  return Head(channels, num_classes, bn_axis_name, bn_momentum, name=name)
+  return Head(channels, 1, bn_axis_name, bn_momentum, num_classes=num_classes, name=name)
 
 
 DEFAULTS = {
@@ -133,3 +141,14 @@ def build(name='shufflenet', stem_channels=0, stage_repeats=(), stage_channels=(
       stem=functools.partial(_stem, channels=stem_c, stride=stem_s, bn_momentum=bn_momentum),
       block=functools.partial(_block, bn_momentum=bn_momentum),
       head=functools.partial(_head, channels=last, bn_momentum=bn_momentum))
+
+
+def _from_config(name):
+  def builder(n, bn_momentum):
+    return build(name, n.stem_channels, n.stage_repeats, n.stage_channels, n.last_channels,
+                 bn_momentum)
+  return builder
+
+
+for _name in DEFAULTS:
+  choice_space.register(_name, _from_config(_name))

@@ -1,0 +1,46 @@
+"""The augmentation policy contract: what the train step calls on tau's owner.
+
+`augment` is required; the rest has a fixed policy's behaviour (no tau, no loss), which
+RandAugment and TrivialAugment keep and the learned policy overrides.
+"""
+
+import abc
+
+import jax.numpy as jnp
+import optax
+
+
+class Policy(abc.ABC):
+  """Base of every policy registered in dha_jax/augment/policies.py (POLICIES)."""
+
+  def __init__(self, config):
+    del config
+
+  @abc.abstractmethod
+  def augment(self, tau, images, step_key, sample_keys, searching):
+    """-> (images, aux). images float [N,H,W,C] in [0,1]; step_key is the same on every
+    device, sample_keys one per sample (from its global index); searching: bool scalar."""
+
+  def init(self, rng):
+    """params['policy'] (tau); {} for a fixed policy."""
+    del rng
+    return {}
+
+  def loss(self, tau, aux, losses):
+    """Scalar L_DA from the per-sample losses (already stop-gradient'ed); 0 when fixed."""
+    del tau, aux, losses
+    return jnp.zeros(())
+
+  def optimizer(self):
+    """optax transform for tau."""
+    return optax.identity()
+
+  def metrics(self, tau):
+    """Scalars (and short strings) logged with the step's metrics."""
+    del tau
+    return {}
+
+  def summary(self, tau):
+    """Entries of result.json (what was learned)."""
+    del tau
+    return {}

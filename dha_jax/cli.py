@@ -1,0 +1,33 @@
+"""How the command-line programs report a bad input: one line naming what is wrong and
+what to do, a non-zero exit status, no traceback unless --verbose."""
+
+import sys
+
+from absl import flags
+
+flags.DEFINE_bool('verbose', False, 'Show the full traceback of an error instead of the '
+                  'one-line message.')
+
+# What a user's input or a run's numbers can cause; anything else is a bug and keeps its
+# traceback. The messages are written to be read alone (they name the field or file).
+INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError)
+RUN_ERRORS = (FloatingPointError,)  # e.g. train.NonFiniteLoss
+
+
+def one_line(e: BaseException) -> str:
+  return ' '.join(str(e).split()) or type(e).__name__
+
+
+def reported(fn):
+  """fn(argv) with INPUT_ERRORS (exit 2) and RUN_ERRORS (exit 1) as one line on stderr."""
+
+  def main(argv):
+    try:
+      return fn(argv)
+    except INPUT_ERRORS + RUN_ERRORS as e:
+      if flags.FLAGS.verbose:
+        raise
+      print(f'error: {one_line(e)} (--verbose shows the traceback)', file=sys.stderr)
+      return 2 if isinstance(e, INPUT_ERRORS) else 1
+
+  return main
