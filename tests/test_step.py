@@ -58,6 +58,28 @@ def test_one_and_four_devices_agree(test_config):
   assert max(jax.tree_util.tree_leaves(diff)) > 1e-3
 
 
+def test_one_and_four_devices_agree_with_learned_tau_and_eta(test_config):
+  """The same property with tau (importance estimator, its baseline pmean'd) and eta
+  ('lagged': the tangent of theta's step, contracted with the next gradient) learned in
+  the step."""
+  from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
+  test_config.policy.name = 'learned'
+  test_config.policy.optimizer.lr = 0.5
+  test_config.hpo = hypergrad.default_config()
+  test_config.hpo.update(enabled=True, objective='lagged', lr_mode='multiplier')
+  test_config.hpo.optimizer.lr = 0.05
+  runs = [_run(test_config, d) for d in (jax.devices()[:1], jax.devices())]
+  (s1, h1, e1), (s4, h4, e4) = runs
+  for a, b in zip(h1, h4):
+    np.testing.assert_allclose(a['train/loss'], b['train/loss'], rtol=1e-5)
+    np.testing.assert_allclose(a['hpo/lr_multiplier'], b['hpo/lr_multiplier'], rtol=1e-5)
+  chex.assert_trees_all_close(s1.params, s4.params, atol=2e-5, rtol=1e-4)
+  chex.assert_trees_all_close(s1.hparams, s4.hparams, atol=2e-5, rtol=1e-4)
+  assert e1['val/accuracy'] == pytest.approx(e4['val/accuracy'], abs=1e-6)
+  assert float(np.abs(s1.params['policy']['tau']).max()) > 1e-4  # tau moved
+  assert h1[-1]['hpo/lr_multiplier'] != 1.0  # eta moved
+
+
 def test_batch_not_divisible_by_devices_is_clear(test_config):
   test_config.batch_size = 30
   with pytest.raises(ValueError, match=r'config.batch_size=30 is not divisible by the 4'):
