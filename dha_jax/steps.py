@@ -146,7 +146,7 @@ def make_train_step(c: Components):
       updates, new_opt[g] = c.txs[g].update(grads[g], state.opt_state[g], state.params[g])
       new_params[g] = optax.apply_updates(state.params[g], updates)
     new_params['arch'] = c.strategy.keep_fixed(state.params['arch'], new_params['arch'],
-                                                state.nas_state)
+                                               state.nas_state)
     new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt,
                               hparams=upd.hparams,
                               batch_stats=parallel.pmean(new_bs),
