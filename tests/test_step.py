@@ -40,17 +40,26 @@ def test_state_has_every_group(test_config):
       test_config.lr)
 
 
+def _assert_agree(one, four, metrics, trees):
+  """A 1-device and a 4-device run: every step's `metrics` ({name: tolerances}), the final
+  state's fields `trees` and the val accuracy."""
+  (s1, h1, e1), (s4, h4, e4) = one, four
+  for a, b in zip(h1, h4):
+    for name, tol in metrics.items():
+      np.testing.assert_allclose(a[name], b[name], **tol)
+  for field in trees:
+    chex.assert_trees_all_close(getattr(s1, field), getattr(s4, field), atol=2e-5,
+                                rtol=1e-4)
+  assert e1['val/accuracy'] == pytest.approx(e4['val/accuracy'], abs=1e-6)
+
+
 def test_one_and_four_devices_agree(test_config):
   test_config.preprocess.cutout = 3  # exercise per-sample randomness too
-  s1, h1, e1 = _run(test_config, jax.devices()[:1])
-  s4, h4, e4 = _run(test_config, jax.devices())
+  one, four = _run(test_config, jax.devices()[:1]), _run(test_config, jax.devices())
   assert len(jax.devices()) == 4
-  for a, b in zip(h1, h4):
-    np.testing.assert_allclose(a['train/loss'], b['train/loss'], rtol=1e-5)
-    np.testing.assert_allclose(a['train/accuracy'], b['train/accuracy'], atol=1e-6)
-  chex.assert_trees_all_close(s1.params, s4.params, atol=2e-5, rtol=1e-4)
-  chex.assert_trees_all_close(s1.batch_stats, s4.batch_stats, atol=2e-5, rtol=1e-4)
-  assert e1['val/accuracy'] == pytest.approx(e4['val/accuracy'], abs=1e-6)
+  _assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'train/accuracy': {'atol': 1e-6}},
+                ('params', 'batch_stats'))
+  s1 = one[0]
   # the step really changed the parameters (the comparison is not between inits)
   _, comps, init, _, _ = train.setup(test_config, parallel.make_mesh(jax.devices()[:1]))
   diff = jax.tree_util.tree_map(lambda a, b: float(np.abs(a - b).max()), s1.params['net'],
@@ -68,14 +77,10 @@ def test_one_and_four_devices_agree_with_learned_tau_and_eta(test_config):
   test_config.hpo = hypergrad.default_config()
   test_config.hpo.update(enabled=True, objective='lagged', lr_mode='multiplier')
   test_config.hpo.optimizer.lr = 0.05
-  runs = [_run(test_config, d) for d in (jax.devices()[:1], jax.devices())]
-  (s1, h1, e1), (s4, h4, e4) = runs
-  for a, b in zip(h1, h4):
-    np.testing.assert_allclose(a['train/loss'], b['train/loss'], rtol=1e-5)
-    np.testing.assert_allclose(a['hpo/lr_multiplier'], b['hpo/lr_multiplier'], rtol=1e-5)
-  chex.assert_trees_all_close(s1.params, s4.params, atol=2e-5, rtol=1e-4)
-  chex.assert_trees_all_close(s1.hparams, s4.hparams, atol=2e-5, rtol=1e-4)
-  assert e1['val/accuracy'] == pytest.approx(e4['val/accuracy'], abs=1e-6)
+  one, four = _run(test_config, jax.devices()[:1]), _run(test_config, jax.devices())
+  _assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'hpo/lr_multiplier': {'rtol': 1e-5}},
+                ('params', 'hparams'))
+  s1, h1, _ = one
   assert float(np.abs(s1.params['policy']['tau']).max()) > 1e-4  # tau moved
   assert h1[-1]['hpo/lr_multiplier'] != 1.0  # eta moved
 
