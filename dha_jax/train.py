@@ -122,6 +122,33 @@ class StepCache:
     return self.steps[key]
 
 
+class Batches:
+  """The step's input, built from what the components declare: the training batch, plus
+  the HPO batch when eta is learned from one ('train' or 'val' objective) and the
+  held-out batch of a bi-level strategy (fed every step; used while it searches). Each
+  stream has its own seed and resumes at `start`; this process reads its slice."""
+
+  def __init__(self, ds, comps, config, start=0, process_index=0, process_count=1):
+    def stream(split, offset):
+      return ds.train_iterator(split, config.batch_size, config.seed + offset, start,
+                               process_index, process_count)
+    self.streams = [('', stream('train', 0))]
+    if comps.feeds_hpo_batch:
+      self.streams.append(('hpo_', stream('val' if comps.hpo.objective == 'val' else 'train',
+                                          1)))
+    if comps.feeds_arch_batch:
+      self.streams.append(('arch_', stream('val', 2)))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    batch = {}
+    for prefix, it in self.streams:
+      batch.update({prefix + k: v for k, v in next(it).items()})
+    return batch
+
+
 def _search_cap(config, end):
   """The step at which config.nas.max_search_fraction of the run is over (None: no cap,
   or the run's length is not known yet)."""
@@ -160,14 +187,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
   writer = metrics_io.MetricsWriter(workdir, start)
   progress = metrics_io.Progress(total, start, config.progress)
   pi, pc = jax.process_index(), jax.process_count()
-  train_it = ds.train_iterator('train', config.batch_size, config.seed, start, pi, pc)
-  hpo_it = None
-  if comps.feeds_hpo_batch:
-    split = 'val' if comps.hpo.objective == 'val' else 'train'
-    hpo_it = ds.train_iterator(split, config.batch_size, config.seed + 1, start, pi, pc)
-  arch_it = None
-  if comps.feeds_arch_batch:  # bi-level strategies: alpha on the held-out split
-    arch_it = ds.train_iterator('val', config.batch_size, config.seed + 2, start, pi, pc)
+  batches = Batches(ds, comps, config, start, pi, pc)
   searching = _searching(comps, state)
   print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
   if not budget.sets_horizon(config) and int(jax.device_get(state.horizon)) != total:
@@ -189,14 +209,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
                 f'reached at step {step}; finishing the run here', flush=True)
           writer.write(step, {'event': 'time_budget', 'train_time_s': clock.elapsed()})
           break
-        batch = next(train_it)
-        if hpo_it is not None:
-          extra = next(hpo_it)
-          batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
-        if arch_it is not None:  # fed every step (the step uses it while searching)
-          extra = next(arch_it)
-          batch.update({'arch_image': extra['image'], 'arch_label': extra['label']})
-        state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
+        state, metrics = train_step(state, parallel.shard_batch(next(batches), mesh))
         if last is not None and not np.isfinite(float(last['train/loss'])):
           raise NonFiniteLoss(
               f'the training loss became {float(last["train/loss"])} at step {step}; stopped. '

@@ -39,11 +39,7 @@ def _one_step(config):
   ds, comps, state, _, _ = train.setup(config, mesh)
   state = parallel.replicate(state, mesh)
   train_step, _ = train.StepCache(comps, mesh)(state)  # specialised as the loop does
-  batch = next(ds.train_iterator('train', config.batch_size, config.seed))
-  if comps.hpo.objective in ('val', 'train'):  # the eta hypergradient's batch (train.py)
-    split = 'val' if comps.hpo.objective == 'val' else 'train'
-    extra = next(ds.train_iterator(split, config.batch_size, config.seed + 1))
-    batch.update({'hpo_image': extra['image'], 'hpo_label': extra['label']})
+  batch = next(train.Batches(ds, comps, config))  # with the HPO / held-out batch, as the loop
   state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
   assert np.isfinite(float(metrics['train/loss']))
   assert int(state.step) == 1

@@ -11,6 +11,8 @@ import pytest
 from dha_jax import compare, experiments, export, parallel, steps, train
 from dha_jax.hpo import hypergrad
 
+from agreement import assert_agree, run_steps
+
 SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 2), 'stage_channels': (16, 32),
                     'last_channels': 32, 'search_epochs': 2,
                     'max_search_fraction': 0.0,  # ends at search_epochs (cap: test_budget)
@@ -69,6 +71,24 @@ def test_full_dha_moves_every_component_and_exports(tmp_path, num_devices=4):
   assert model.genotype == result['architecture']['genotype']
   for name in ('policy.png', 'hparams.png', 'arch.png'):
     assert os.path.exists(os.path.join(tmp_path, name)), name
+
+
+def test_one_and_four_devices_agree_for_full_dha_on_ista():
+  """tau, ISTA's traced train step (with its auxiliary head) and eta in one compiled step:
+  1 and 4 devices compute the same losses, eta and state (test_step.py's tolerances).
+  ISTA's network has no per-device randomness while it searches (no drop-path), so it
+  can; DSNAS samples a path per device by design (test_dsnas.py checks what holds)."""
+  config = dha_config('dha/ista')
+  config.nas.auxiliary_weight = 0.4
+  one, four = run_steps(config, jax.devices()[:1]), run_steps(config, jax.devices())
+  assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'hpo/lr': {'rtol': 1e-5}},
+               ('params', 'hparams', 'batch_stats'))
+  s1, h1, _ = one
+  assert float(np.abs(s1.params['policy']['tau']).max()) > 1e-4  # tau moved
+  assert h1[-1]['hpo/lr'] != h1[0]['hpo/lr']  # eta moved
+  init = dha_config('dha/ista')  # alpha (ISTA's code b) moved
+  _, _, state0, _, _ = train.setup(init, parallel.make_mesh(jax.devices()[:1]))
+  assert float(np.abs(s1.params['arch']['b'] - state0.params['arch']['b']).max()) > 1e-5
 
 
 def _step_flops(config):

@@ -502,19 +502,6 @@ def test_traced_step_compiles_once_across_a_support_change(two_ways):
     assert moved and all(moved), field
 
 
-@pytest.mark.skipif(not os.environ.get('DHA_SLOW_TESTS'),
-                    reason='end-to-end train step: ~2 min on 2 cores; DHA_SLOW_TESTS=1')
-def test_train_step_one_and_four_devices_agree(test_config):
-  """Through train.setup / steps.compile_steps (with the aux_weight hook of steps.py)."""
-  config = _config(test_config)
-  s1, l1, init = _run(config, jax.devices()[:1])
-  s4, l4, _ = _run(config, jax.devices())
-  np.testing.assert_allclose(l1, l4, rtol=1e-5)
-  chex.assert_trees_all_close(s1.params, s4.params, atol=2e-5, rtol=1e-4)
-  chex.assert_trees_all_close(s1.batch_stats, s4.batch_stats, atol=2e-5, rtol=1e-4)
-  assert float(np.abs(s1.params['arch']['b'] - init.params['arch']['b']).max()) > 1e-5
-
-
 # ------------------------------------------------------------ the train loop
 
 

@@ -7,19 +7,7 @@ import pytest
 
 from dha_jax import parallel, state as state_lib, steps, train
 
-
-def _run(config, devices, n_steps=3):
-  mesh = parallel.make_mesh(devices)
-  ds, comps, state, _, _ = train.setup(config, mesh)
-  state = parallel.replicate(state, mesh)
-  train_step, eval_step = steps.compile_steps(comps, mesh)
-  it = ds.train_iterator('train', config.batch_size, config.seed)
-  history = []
-  for _ in range(n_steps):
-    state, m = train_step(state, parallel.shard_batch(next(it), mesh))
-    history.append(jax.device_get(m))
-  ev = train.evaluate(eval_step, state, ds, 'val', config, mesh)
-  return jax.device_get(state), history, ev
+from agreement import assert_agree, run_steps
 
 
 def test_state_has_every_group(test_config):
@@ -40,24 +28,11 @@ def test_state_has_every_group(test_config):
       test_config.lr)
 
 
-def _assert_agree(one, four, metrics, trees):
-  """A 1-device and a 4-device run: every step's `metrics` ({name: tolerances}), the final
-  state's fields `trees` and the val accuracy."""
-  (s1, h1, e1), (s4, h4, e4) = one, four
-  for a, b in zip(h1, h4):
-    for name, tol in metrics.items():
-      np.testing.assert_allclose(a[name], b[name], **tol)
-  for field in trees:
-    chex.assert_trees_all_close(getattr(s1, field), getattr(s4, field), atol=2e-5,
-                                rtol=1e-4)
-  assert e1['val/accuracy'] == pytest.approx(e4['val/accuracy'], abs=1e-6)
-
-
 def test_one_and_four_devices_agree(test_config):
   test_config.preprocess.cutout = 3  # exercise per-sample randomness too
-  one, four = _run(test_config, jax.devices()[:1]), _run(test_config, jax.devices())
+  one, four = run_steps(test_config, jax.devices()[:1]), run_steps(test_config, jax.devices())
   assert len(jax.devices()) == 4
-  _assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'train/accuracy': {'atol': 1e-6}},
+  assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'train/accuracy': {'atol': 1e-6}},
                 ('params', 'batch_stats'))
   s1 = one[0]
   # the step really changed the parameters (the comparison is not between inits)
@@ -77,8 +52,8 @@ def test_one_and_four_devices_agree_with_learned_tau_and_eta(test_config):
   test_config.hpo = hypergrad.default_config()
   test_config.hpo.update(enabled=True, objective='lagged', lr_mode='multiplier')
   test_config.hpo.optimizer.lr = 0.05
-  one, four = _run(test_config, jax.devices()[:1]), _run(test_config, jax.devices())
-  _assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'hpo/lr_multiplier': {'rtol': 1e-5}},
+  one, four = run_steps(test_config, jax.devices()[:1]), run_steps(test_config, jax.devices())
+  assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'hpo/lr_multiplier': {'rtol': 1e-5}},
                 ('params', 'hparams'))
   s1, h1, _ = one
   assert float(np.abs(s1.params['policy']['tau']).max()) > 1e-4  # tau moved
