@@ -11,6 +11,7 @@ import pytest
 from dha_jax import compare, experiments, export, parallel, steps, train
 from dha_jax.hpo import hypergrad
 
+import resume_check
 from agreement import assert_agree, run_steps
 
 SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 2), 'stage_channels': (16, 32),
@@ -20,10 +21,14 @@ SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 2), 'stage_channels
           'ista': {'channels': 4, 'layers': 3, 'auxiliary_weight': 0.0}}
 
 
+STEPS_PER_EPOCH = 20  # dataset.train_subset = 640 images, batch 32
+
+
 def dha_config(variant='dha/dsnas'):
   from configs import test  # pylint: disable=g-import-not-at-top
   c = test.get_config()
   c.num_epochs, c.recalibration_batches, c.eval_every_epochs = 3, 3, 0
+  c.dataset.train_subset = STEPS_PER_EPOCH * c.batch_size
   return experiments.apply(c, variant, SEARCH, default_strategy='dsnas',
                            policy={'optimizer': {'name': 'sgd', 'lr': 5.0, 'momentum': 0.9,
                                                  'nesterov': True}},
@@ -31,16 +36,23 @@ def dha_config(variant='dha/dsnas'):
                                 'optimizer': {'name': 'adam', 'lr': 0.05}})
 
 
-def test_full_dha_moves_every_component_and_exports(tmp_path, num_devices=4):
-  """On 4 devices (the sharded path); that 1 device computes the same step is tested per
-  component (test_step, test_hpo, test_dsnas, test_ista), and the 1-device loop by
-  test_train, so the suite does not pay this run twice."""
+@pytest.fixture(scope='module')
+def full_dha(tmp_path_factory):
+  """One full DHA run (tau + DSNAS alpha + eta) on 4 devices (the sharded path); that 1
+  device computes the same step is tested per component (test_step, test_hpo,
+  test_dsnas) and for full DHA on ISTA below, so the suite does not pay this run twice."""
   config = dha_config()
-  mesh = parallel.make_mesh(jax.devices()[:num_devices])
+  workdir = str(tmp_path_factory.mktemp('full_dha'))
+  mesh = parallel.make_mesh(jax.devices())
   _, _, init, _, _ = train.setup(config, mesh)
-  result = train.train_and_evaluate(config, str(tmp_path), jax.devices()[:num_devices])
+  result = train.train_and_evaluate(config, workdir, jax.devices())
+  return config, workdir, init, result
+
+
+def test_full_dha_moves_every_component_and_exports(full_dha):
+  config, workdir, init, result = full_dha
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  mgr = ocp.CheckpointManager(os.path.join(tmp_path, 'checkpoints'))
+  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
   final = mgr.restore(mgr.latest_step(), args=ocp.args.StandardRestore())
   mgr.close()
   # tau, alpha and eta all left their initial values
@@ -56,7 +68,7 @@ def test_full_dha_moves_every_component_and_exports(tmp_path, num_devices=4):
   arch = result['architecture']
   assert all(arch['fixed']) and len(arch['genotype_names']) == len(arch['genotype'])
   assert result['num_params'] == arch['params']  # the child's own parameter count
-  with open(os.path.join(tmp_path, 'metrics.jsonl')) as f:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(l) for l in f]
   assert {r.get('phase') for r in rows} >= {'search', 'tune'}
   assert any('nas/fixed_layers' in r for r in rows)
@@ -65,12 +77,12 @@ def test_full_dha_moves_every_component_and_exports(tmp_path, num_devices=4):
   # the exported model alone reproduces the reported accuracy
   from dha_jax import data  # pylint: disable=g-import-not-at-top
   test = data.load(config.dataset, config.seed).test
-  model = export.load_model(os.path.join(tmp_path, 'model'))
+  model = export.load_model(os.path.join(workdir, 'model'))
   acc = float(np.mean(np.argmax(model.predict(test.images), -1) == test.labels))
   assert abs(acc - result['test/accuracy']) <= 1.0 / len(test.labels) + 1e-12
   assert model.genotype == result['architecture']['genotype']
   for name in ('policy.png', 'hparams.png', 'arch.png'):
-    assert os.path.exists(os.path.join(tmp_path, name)), name
+    assert os.path.exists(os.path.join(workdir, name)), name
 
 
 def test_one_and_four_devices_agree_for_full_dha_on_ista():
@@ -89,6 +101,17 @@ def test_one_and_four_devices_agree_for_full_dha_on_ista():
   init = dha_config('dha/ista')  # alpha (ISTA's code b) moved
   _, _, state0, _, _ = train.setup(init, parallel.make_mesh(jax.devices()[:1]))
   assert float(np.abs(s1.params['arch']['b'] - state0.params['arch']['b']).max()) > 1e-5
+
+
+def test_full_dha_resumes_exactly_across_the_end_of_the_search(full_dha, tmp_path,
+                                                              monkeypatch):
+  """Interrupted inside epoch 2 (DSNAS fixes every layer at its end, search_epochs = 2),
+  resumed: bit-identical to the uninterrupted run (tests/resume_check.py)."""
+  config, ref_dir, _, result = full_dha
+  workdir = str(tmp_path / 'interrupted')
+  resume_check.run_interrupted(config, workdir, monkeypatch, 3 * STEPS_PER_EPOCH // 2,
+                               jax.devices())
+  resume_check.assert_same_run(workdir, ref_dir, result['steps'])
 
 
 def _step_flops(config):

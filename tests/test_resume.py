@@ -14,28 +14,18 @@ same step is test_step.py's and test_dha.py's.
 The plain path (no component on, a subprocess killed by SIGTERM) is test_train.py's.
 """
 
-import json
-import os
-import signal
-
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from dha_jax import experiments, metrics_io, train
+from dha_jax import train
 from dha_jax.hpo import hypergrad
+
+import resume_check
+from test_dha import dha_config
 
 STEPS_PER_EPOCH = 10  # dataset.train_subset = 320 images, batch 32
 INTERRUPT_AT = 15     # inside the second epoch
-# What differs between two runs of the same computation: clocks and the number of compiles.
-TIMING = ('steps_per_sec', 'train_time_s', 'wall_time_s', 'compile_s', 'num_compiles')
-SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 2), 'stage_channels': (16, 32),
-                    'last_channels': 32, 'warmup_epochs': 1, 'search_epochs': 2,
-                    'max_search_fraction': 0.0,
-                    'optimizer': {'name': 'adam', 'lr': 0.05, 'b1': 0.5, 'b2': 0.999}},
-          'ista': {'channels': 4, 'layers': 3, 'auxiliary_weight': 0.0,
-                   'freeze_from_epoch': 1, 'max_search_fraction': 0.0}}
 
 
 def _base(num_epochs=2):
@@ -60,11 +50,14 @@ def _tau(c):
   return c
 
 
-def _dha(strategy):
-  c = experiments.apply(_base(num_epochs=3), f'dha/{strategy}', SEARCH,
-                        default_strategy='dsnas',
-                        hpo={'objective': 'lagged', 'optimizer': {'name': 'adam', 'lr': 0.05}})
-  c.policy.optimizer.lr = 0.5
+def _dha_ista():
+  """test_dha.py's full DHA on ISTA (the same compiled step as its 1-vs-4-device test), run
+  for 3 short epochs."""
+  c = dha_config('dha/ista')
+  c.nas.auxiliary_weight = 0.4
+  c.dataset.train_subset = STEPS_PER_EPOCH * c.batch_size
+  c.log_every_steps, c.checkpoint_every_steps, c.eval_every_epochs = 1, 1000, 1
+  c.nas.max_search_fraction = 0.0  # still searching when interrupted and resumed
   return c
 
 
@@ -72,42 +65,10 @@ CASES = {
     'tau+eta_train': lambda: _tau(_eta(_base(), 'train')),
     'eta_val': lambda: _eta(_base(), 'val'),
     'eta_lagged': lambda: _eta(_base(), 'lagged'),
-    # tau + DSNAS + eta: interrupted before the end of epoch 2, where every layer is fixed
-    'dha_dsnas': lambda: _dha('dsnas'),
-    # tau + ISTA + eta: resumed across the end-of-epoch recoveries and freezing of epoch 2
-    'dha_ista': lambda: _dha('ista'),
+    # tau + ISTA + eta, resumed across the end-of-epoch recoveries and freezing of epoch 2
+    # (DHA on DSNAS, across the end of its search: test_dha.py, with its full run)
+    'dha_ista': _dha_ista,
 }
-
-
-def _interrupt_at(monkeypatch, step):
-  """SIGTERM to this process once `step`'s training metrics are written: the loop's own
-  handler asks for a save and a stop at that step, as a preemption would."""
-  write = metrics_io.MetricsWriter.write
-
-  def write_then_signal(self, s, scalars):
-    write(self, s, scalars)
-    if s == step and 'train/loss' in scalars:
-      signal.raise_signal(signal.SIGTERM)
-
-  monkeypatch.setattr(metrics_io.MetricsWriter, 'write', write_then_signal)
-
-
-def _rows(workdir):
-  return [{k: v for k, v in r.items() if k not in TIMING}
-          for r in metrics_io.read_rows(workdir)]
-
-
-def _final_state(workdir):
-  mgr = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  step = mgr.latest_step()
-  tree = mgr.restore(step, args=ocp.args.StandardRestore())
-  mgr.close()
-  return step, tree
-
-
-def _result(workdir):
-  with open(os.path.join(workdir, 'result.json')) as f:
-    return {k: v for k, v in json.load(f).items() if k not in TIMING}
 
 
 @pytest.mark.parametrize('case', sorted(CASES))
@@ -116,26 +77,9 @@ def test_resume_is_exact_with_every_component(case, tmp_path, monkeypatch):
   ref_dir, cut_dir = str(tmp_path / 'uninterrupted'), str(tmp_path / 'interrupted')
   devices = jax.devices()[:1]
   train.train_and_evaluate(config, ref_dir, devices)
-  with monkeypatch.context() as m:
-    _interrupt_at(m, INTERRUPT_AT)
-    stopped = train.train_and_evaluate(config, cut_dir, devices)
-  assert stopped == {'preempted': True, 'step': INTERRUPT_AT}
-  assert not os.path.exists(os.path.join(cut_dir, 'result.json'))
-  train.train_and_evaluate(config, cut_dir, devices)
-
-  rows, ref_rows = _rows(cut_dir), _rows(ref_dir)
-  assert len(rows) == len(ref_rows) > 2 * STEPS_PER_EPOCH
-  for got, want in zip(rows, ref_rows):
-    assert got == want, (got.get('step'), got.get('event'))
-  (step, state), (ref_step, ref_state) = _final_state(cut_dir), _final_state(ref_dir)
-  assert step == ref_step == config.num_epochs * STEPS_PER_EPOCH
-  assert set(state) >= {'params', 'opt_state', 'hparams', 'batch_stats', 'nas_state',
-                        'rng', 'step'}
-  leaves, ref_leaves = (jax.tree_util.tree_leaves_with_path(t) for t in (state, ref_state))
-  assert [p for p, _ in leaves] == [p for p, _ in ref_leaves]
-  for (path, a), (_, b) in zip(leaves, ref_leaves):
-    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
-  assert _result(cut_dir) == _result(ref_dir)
+  resume_check.run_interrupted(config, cut_dir, monkeypatch, INTERRUPT_AT, devices)
+  ref_rows, state = resume_check.assert_same_run(cut_dir, ref_dir,
+                                                 config.num_epochs * STEPS_PER_EPOCH)
   # the components really were learning (the comparison is not between constants)
   if config.hpo.enabled:
     assert len({r['hpo/lr'] for r in ref_rows if 'hpo/lr' in r}) > 1
