@@ -7,7 +7,7 @@ strategy is registered by name here; the train step never changes for a new one.
 """
 
 from dha_jax.nas import darts, dsnas, fixed, ista
-from dha_jax.nas import shufflenet  # noqa: F401  (registers its choice spaces)
+from dha_jax.nas import mobilenet, shufflenet  # noqa: F401  (register their choice spaces)
 
 STRATEGIES = {
     'none': fixed.FixedNetwork,

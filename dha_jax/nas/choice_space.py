@@ -14,6 +14,8 @@ Execution of a choice layer (how only the sampled block is paid for):
                  supernet (K-fold cost; the contrast in benchmarks/single_path.py).
 A fixed `genotype` builds the child: one block per layer, with the supernet's parameter
 names restricted to the chosen blocks ('layer3/choice2/...'), so weights transfer as is.
+A candidate may have no variables (MobileNet's 'skip'); a space may forbid candidates in
+some layers (`allowed`): they still build (same output shape) but are never sampled.
 
 BatchNorms inside choice blocks use per-device batch statistics: devices sample different
 blocks, so a cross-device mean inside a branch would pair collectives that other devices
@@ -45,13 +47,15 @@ class LayerSpec:
 @dataclasses.dataclass(frozen=True)
 class Space:
   """stem(bn_axis_name, name=) / block(spec, k, name=) / head(num_classes, bn_axis_name,
-  name=) return Flax modules called as module(x, train)."""
+  name=) return Flax modules called as module(x, train). allowed[l][k]: candidate k may
+  be chosen in layer l (None: every candidate everywhere)."""
   name: str
   choices: Tuple[str, ...]
   layers: Tuple[LayerSpec, ...]
   stem: Callable[..., nn.Module]
   block: Callable[..., nn.Module]
   head: Callable[..., nn.Module]
+  allowed: Optional[Tuple[Tuple[bool, ...], ...]] = None
 
   @property
   def num_layers(self):
@@ -60,6 +64,13 @@ class Space:
   @property
   def num_choices(self):
     return len(self.choices)
+
+  @property
+  def mask(self) -> np.ndarray:
+    """[L, K] bool: the candidates each layer may choose."""
+    if self.allowed is None:
+      return np.ones((self.num_layers, self.num_choices), bool)
+    return np.array(self.allowed, bool).reshape(self.num_layers, self.num_choices)
 
 
 # name -> builder(nas_config, bn_momentum) -> Space. A new space is a module with its
@@ -220,9 +231,10 @@ def forward(space: Space, num_classes, variables, x, choices, scales, train,
   new_stats['stem'] = new['batch_stats']
   for l, spec in enumerate(space.layers):
     def fn(k, spec=spec):
-      def f(p, s, v):
-        y, new = run(space.block(spec, k), p[f'choice{k}'], s[f'choice{k}'], v)
-        return y, dict(s, **{f'choice{k}': new['batch_stats']})
+      def f(p, s, v):  # a candidate without variables (skip) has no entry in p and s
+        c = f'choice{k}'
+        y, new = run(space.block(spec, k), p.get(c, {}), s.get(c, {}), v)
+        return y, (dict(s, **{c: new['batch_stats']}) if c in s else s)
       return f
     fns = [fn(k) for k in range(space.num_choices)]
     name = f'layer{l}'
@@ -241,11 +253,13 @@ def forward(space: Space, num_classes, variables, x, choices, scales, train,
 
 
 def child_variables(tree, genotype):
-  """The supernet's {'layer<l>': {'choice<k>': ...}} tree restricted to the genotype."""
+  """The supernet's {'layer<l>': {'choice<k>': ...}} tree restricted to the genotype (a
+  layer whose chosen block has no variables, e.g. skip, leaves the tree as in the child)."""
   out = dict(tree)
   for l, k in enumerate(genotype):
-    if f'layer{l}' in out:
-      out[f'layer{l}'] = {f'choice{k}': out[f'layer{l}'][f'choice{k}']}
+    layer = out.pop(f'layer{l}', {})
+    if f'choice{k}' in layer:
+      out[f'layer{l}'] = {f'choice{k}': layer[f'choice{k}']}
   return out
 
 

@@ -24,7 +24,8 @@ def default_config():
   n = ml_collections.ConfigDict()
   n.strategy = 'dsnas'
   n.space = 'shufflenet_small'  # choice_space.SPACES: 'shufflenet' (SPOS, 224 px) |
-  #                               'shufflenet_small' (8-32 px)
+  #                               'shufflenet_small' (8-32 px) | 'mobilenet' (ProxylessNAS,
+  #                               224 px) | 'mobilenet_small' (8-32 px)
   n.stem_channels = 0           # width / depth overrides of the space (0 or () = its default)
   n.stage_repeats = ()
   n.stage_channels = ()
@@ -47,6 +48,9 @@ def default_config():
   n.budget = 0.0                # 0: no constraint; else penalise while the sample exceeds it
   n.penalty_weight = 1.0        # penalty = weight * E_p[cost] / budget
   return n
+
+
+FORBIDDEN = -1e9  # alpha of a candidate a layer does not allow (Space.allowed)
 
 
 def settings(nas_config):
@@ -94,9 +98,14 @@ class DSNAS(base.Strategy):
     self.cfg = n = settings(config.nas)
     self.space = choice_space.build(n, config.model.bn_momentum)
     L, K = self.space.num_layers, self.space.num_choices
+    self.mask = self.space.mask  # [L, K]: the candidates each layer may take
     self.genotype = tuple(int(g) for g in n.genotype) or None
     if self.genotype and (len(self.genotype) != L or max(self.genotype) >= K):
       raise ValueError(f'config.nas.genotype needs {L} indices in [0, {K})')
+    if self.genotype and not all(self.mask[l, g] for l, g in enumerate(self.genotype)):
+      bad = [l for l, g in enumerate(self.genotype) if not self.mask[l, g]]
+      raise ValueError(f'config.nas.genotype: layers {bad} take a candidate their layer '
+                       f'does not allow (e.g. skip in the first block of a stage)')
     self.num_classes = num_classes
     self.costs = choice_space.count_costs(self.space, tuple(image_shape), num_classes)
     if n.random_genotype:  # the random control: drawn with the run's seed, within budget
@@ -105,8 +114,10 @@ class DSNAS(base.Strategy):
                          'exclusive: set one of them')
       gen = np.random.default_rng([int(config.seed), 5])
       cost = {'flops': 0, 'params': 1}[n.resource]
+      options = [np.flatnonzero(m) for m in self.mask]  # uniform over allowed candidates
       self.genotype = random_control.draw_within_budget(
-          lambda: tuple(int(i) for i in gen.integers(K, size=L)),
+          lambda: tuple(int(o[i]) for o, i in zip(options, gen.integers(
+              [len(o) for o in options]))),
           lambda g: self.costs.of(list(g))[cost], float(n.budget), 'config.nas.budget')
     self.execution = auto_execution() if n.execution == 'auto' else n.execution
     self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
@@ -121,6 +132,9 @@ class DSNAS(base.Strategy):
       return v['params'], v.get('batch_stats', {}), {}, {}
     alpha = self.cfg.alpha_init_mean + self.cfg.alpha_init_std * jax.random.normal(
         k_alpha, (L, K))
+    # A forbidden candidate's logit: exp() of it is exactly 0 in float32, so it is never
+    # sampled nor argmax, has probability 0 in every report and a zero gradient.
+    alpha = jnp.where(self.mask, alpha, FORBIDDEN)
     nas_state = {'step': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32),
                  'fixed': jnp.zeros(L, bool), 'choice': jnp.zeros(L, jnp.int32)}
     return v['params'], v.get('batch_stats', {}), {'alpha': alpha}, nas_state
