@@ -158,10 +158,9 @@ def _run(cmd, workdir):
 
 
 # A derived cell's edge weights (DARTS's softmax, ISTA's codes W) are factors of the
-# searched network's ops. Trained from scratch, as DARTS and ISTA-NAS retrain and as the
-# "DARTS + DA&HPO" row of DiffAutoML's Table 2 does, the cell is its ops and inputs alone
-# (a weight of 1/7 or of -0.2 on every op would be a leftover of the search, and the
-# 'random' control's genotypes have none).
+# searched network's ops. Trained from scratch, as DARTS and two-stage ISTA-NAS retrain a
+# searched cell, the cell is its ops and inputs alone (a weight of 1/7 or of -0.2 on every
+# op would be a leftover of the search, and the 'random' control's genotypes have none).
 SEARCH_ONLY = ('normal_weights', 'reduce_weights')
 
 
