@@ -13,7 +13,8 @@ Search variants (DHA paper): ISTA-NAS one-stage on the DARTS cells, 20 cells, C 
 auxiliary head 0.4, drop-path 0.2 after the search, a 3.7M-parameter budget, 600 epochs
 (search ends by freezing, ~120 epochs in the reference); eta by the 'train' hypergradient,
 lr in [1e-3, 0.05], wd in [1e-4, 5e-4]. The paper reports 98.11% for full DHA (a few
-GPU-days here; budget accordingly). '/darts': first-order DARTS search (8 cells, C = 16);
+GPU-days here; budget accordingly). '/darts': first-order DARTS search (8 cells, C = 16),
+whose genotype sequential/darts trains at DARTS's evaluation size (20 cells, C = 36);
 '/dsnas': the 32 px ShuffleNet choice space.
 """
 
@@ -23,7 +24,7 @@ from dha_jax import experiments
 SEARCH = {
     'ista': {'channels': 36, 'layers': 20, 'auxiliary_weight': 0.4, 'drop_path': 0.2,
              'budget_mparams': 3.7},
-    'darts': {'channels': 16, 'layers': 8},
+    'darts': {'channels': 16, 'layers': 8, 'retrain': {'channels': 36, 'layers': 20}},
     'dsnas': {'space': 'shufflenet_small', 'stem_channels': 24,
               'stage_repeats': (2, 4, 4), 'stage_channels': (64, 160, 320),
               'last_channels': 1024, 'warmup_epochs': 10, 'search_epochs': 100},

@@ -84,6 +84,12 @@ def get_config():
   pol.name = 'none'          # 'none' (standard only) | 'randaugment' | 'trivialaugment' | 'learned'
   pol.num_ops = 2            # randaugment: N ops per image
   pol.magnitude = 0.5        # randaugment: fixed |m| in [0, 1]
+  # randaugment / trivialaugment / learned: the ops drawn from, by name, all 14 by default
+  # (tau is K x K for K of them; dha_jax/augment/op_subset.py). DiffAutoML Table 3's
+  # geometric-only study: --config.policy.ops=ShearX,ShearY,TranslateX,TranslateY
+  pol.ops = ('AutoContrast', 'Equalize', 'Rotate', 'Posterize', 'Solarize', 'Color',
+             'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateX',
+             'TranslateY', 'Identity')
   pol.estimator = 'importance'  # learned: 'importance' (value-1 factor p/stopgrad(p), batch-mean
   #                               baseline; METHOD.md 2) | 'reference' (the literal L_DA = -mean p*loss)
   pol.entropy_weight = 0.0   # learned: lambda of the safeguard L_DA - lambda H(p) (0 = off)

@@ -4,6 +4,8 @@ the papers' comparison (dha_jax/experiments.py):
 
   python -m dha_jax.main --config=configs/fashion_mnist.py --workdir=/tmp/fm          # fixed
   python -m dha_jax.main --config=configs/fashion_mnist.py:dha --workdir=/tmp/fm_dha
+  python -m dha_jax.main --config=configs/fashion_mnist.py:dha --workdir=/tmp/fm_dha_geo \
+      --config.policy.ops=ShearX,ShearY,TranslateX,TranslateY   # DiffAutoML Table 3
   python -m dha_jax.main --config=configs/fashion_mnist.py:nas/dsnas --workdir=/tmp/fm_ds
   python -m dha_jax.compare --config=configs/fashion_mnist.py --workdir=/tmp/fm_cmp \
       --budget_minutes=60

@@ -157,12 +157,21 @@ def _run(cmd, workdir):
     return json.load(f)
 
 
+# A derived cell's edge weights (DARTS's softmax, ISTA's codes W) are factors of the
+# searched network's ops. Trained from scratch, as DARTS and two-stage ISTA-NAS retrain a
+# searched cell, the cell is its ops and inputs alone (a weight of 1/7 or of -0.2 on every
+# op would be a leftover of the search, and the 'random' control's genotypes have none).
+SEARCH_ONLY = ('normal_weights', 'reduce_weights')
+
+
 def genotype_flag(result):
   """--config.nas.genotype value that makes the fixed-genotype strategy train `result`'s
-  derived architecture (a tuple for choice spaces, Genotype JSON for cell spaces)."""
+  derived architecture from scratch (a tuple for choice spaces, Genotype JSON of the
+  discrete cell, without SEARCH_ONLY, for cell spaces)."""
   g = result['architecture']['genotype']
   if isinstance(g, list):
     return '--config.nas.genotype=(' + ','.join(str(int(i)) for i in g) + ',)'
+  g = {k: v for k, v in g.items() if k not in SEARCH_ONLY}
   return '--config.nas.genotype=' + json.dumps(g, separators=(',', ':'))
 
 

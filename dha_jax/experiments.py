@@ -20,7 +20,13 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
   dha          everything at once: tau, alpha, eta and theta in one run
   sequential   NAS first, then DA+HPO training the derived network from scratch: two
                runs chained by dha_jax/compare.py; this config is the second half, its
-               genotype given by --config.nas.genotype
+               genotype given by --config.nas.genotype. DiffAutoML's Table 2 rows
+               "DSNAS + DA&HPO" (sequential/dsnas) and "DARTS + DA&HPO"
+               (sequential/darts); sequential/ista is the same for ISTA-NAS. The second
+               half is the strategy's fixed_counterpart (dsnas with a genotype,
+               darts_fixed) with the search's config.nas fields it shares, then
+               search[strategy]['retrain'] where the paper retrains another network than
+               it searched (DARTS: more cells and channels)
 
 '/<strategy>' picks the architecture strategy of the search variants ('dsnas', 'ista',
 'darts'); without it the dataset config's `search` default is used.
@@ -55,6 +61,9 @@ def parse(arg: str, default_strategy: str):
   return variant, strategy or default_strategy
 
 
+RETRAIN = 'retrain'  # search[strategy][RETRAIN]: config.nas fields of sequential's 2nd half
+
+
 def nas_config(strategy: str, overrides: dict) -> ml_collections.ConfigDict:
   """config.nas for `strategy` with the dataset's overrides (e.g. space sizes); fields
   the strategy does not have are skipped (search-only fields for a fixed genotype)."""
@@ -66,11 +75,22 @@ def nas_config(strategy: str, overrides: dict) -> ml_collections.ConfigDict:
   return n
 
 
+def retrain_config(strategy: str, overrides: dict) -> ml_collections.ConfigDict:
+  """config.nas of sequential's second half: the fixed counterpart with the search's
+  fields, then overrides[RETRAIN] (e.g. DARTS's evaluation network: 20 cells at C = 36
+  where it searched 8 at C = 16); a field the fixed strategy lacks is an error."""
+  from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+  fixed = fixed_counterpart(strategy)
+  return config_util.merge(nas_config(fixed, overrides), overrides.get(RETRAIN, {}),
+                           f'search[{strategy!r}][{RETRAIN!r}]')
+
+
 def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
           policy=None):
   """Switches the components of config `c` for the variant named by `arg`.
 
-  search: {strategy: {field: value}} overrides of config.nas per strategy.
+  search: {strategy: {field: value}} overrides of config.nas per strategy, optionally
+    with RETRAIN: {field: value} for sequential's second half only.
   hpo / policy: config.hpo / config.policy fields of the learned variants.
   """
   variant, strategy = parse(arg, default_strategy)
@@ -81,7 +101,8 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
     c.nas = nas_config(strategy, search[strategy])
   elif variant in ('sequential', 'random'):  # a fixed genotype of the searched space
     fixed = fixed_counterpart(strategy)
-    c.nas = nas_config(fixed, search[strategy])
+    c.nas = (retrain_config(strategy, search[strategy]) if variant == 'sequential'
+             else nas_config(fixed, search[strategy]))
     if variant == 'random' and fixed == 'dsnas':
       c.nas.random_genotype = True
     elif variant == 'random':

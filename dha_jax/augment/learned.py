@@ -1,15 +1,16 @@
 """The learned augmentation policy tau (METHOD.md section 2).
 
-tau in R^{14x14}: logits over ORDERED pairs (first op, second op), one softmax over all
-196. Each step draws one Gumbel-perturbed sampling distribution q = softmax((log p + g)/T)
-(the same on every device), then every sample its own pair from q and its own two
-magnitudes m ~ U[0, M] with a random sign. The policy loss L_DA raises the probability
-of pairs that give a HIGH training loss l_k (harder augmentations); config.policy.estimator
-picks its form (l_k are constants to it):
+tau in R^{KxK}: logits over ORDERED pairs (first op, second op) of the K ops of
+config.policy.ops (all 14 by default: 196 pairs), one softmax over all K^2. Each step draws
+one Gumbel-perturbed sampling distribution q = softmax((log p + g)/T) (the same on every
+device), then every sample its own pair from q and its own two magnitudes m ~ U[0, M]
+with a random sign. The policy loss L_DA raises the probability of pairs that give a HIGH
+training loss l_k (harder augmentations); config.policy.estimator picks its form (l_k are
+constants to it):
   'importance' (default)  L_DA = - mean_k (p_{u_k} / stopgrad(p_{u_k})) * (l_k - lbar)
       p_{u_k}/stopgrad(p_{u_k}) is a value-1 factor (as DSNAS's z) and lbar the mean of l
       over the GLOBAL batch (a baseline). Gradient -(1/B) sum_k (l_k - lbar)(e_{u_k} - p):
-      the direction of the literal form, ~196x larger at uniform p. Its value is ~0 (not a
+      the direction of the literal form, ~K^2x larger at uniform p. Its value is ~0 (not a
       quantity to log). Inside the step's shard_map lbar is pmean'd over 'data'.
   'reference'             L_DA = - mean_k p_{u_k}(tau) * l_k   (the papers' literal form)
       Gradient -(1/B) sum_k l_k p_{u_k} (e_{u_k} - p).
@@ -20,14 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from dha_jax import optim, parallel
-from dha_jax.augment import base, ops
+from dha_jax.augment import base, op_subset, ops
 
-NUM_OPS = len(ops.OP_NAMES)
+NUM_OPS = len(ops.OP_NAMES)  # of the full space
 ESTIMATORS = ('importance', 'reference')
 
 
-def pair_names():
-  return [f'{a}+{b}' for a in ops.OP_NAMES for b in ops.OP_NAMES]
+def pair_names(op_names=ops.OP_NAMES):
+  """'first+second' of each pair index u = first * K + second."""
+  return [f'{a}+{b}' for a in op_names for b in op_names]
 
 
 def probabilities(tau):
@@ -35,7 +37,7 @@ def probabilities(tau):
 
 
 def sample_pairs(tau, step_key, sample_keys, temperature, gumbel):
-  """Pair index u_k in [0, 196) per sample."""
+  """Pair index u_k in [0, K^2) per sample (tau is K x K)."""
   logp = jax.nn.log_softmax(tau.reshape(-1))
   if gumbel:
     logp = jax.nn.log_softmax((logp + jax.random.gumbel(step_key, logp.shape)) / temperature)
@@ -50,7 +52,7 @@ def signed_magnitudes(key, shape, max_magnitude):
 
 
 def entropy(tau):
-  """H(p(tau)) over the 196 pairs. config.policy.entropy_weight lambda subtracts lambda H
+  """H(p(tau)) over the K^2 pairs. config.policy.entropy_weight lambda subtracts lambda H
   from L_DA: the adversarial objective alone collapses p onto the most destructive pair
   (measured: Equalize+Solarize at p = 0.99999 after 300 Fashion-MNIST steps); with the
   bonus its optimum is p ~ exp(mean loss of the pair / lambda), a bounded tilt."""
@@ -99,10 +101,13 @@ class LearnedPolicy(base.Policy):
     if self.estimator not in ESTIMATORS:
       raise ValueError(f'config.policy.estimator={self.estimator!r} is unknown; choose one '
                        f'of {ESTIMATORS}')
+    self.op_names = op_subset.names(config)  # tau's axes, in this order
+    self.op_ids = op_subset.indices(self.op_names)
 
   def init(self, rng):
     del rng
-    return {'tau': jnp.zeros((NUM_OPS, NUM_OPS), jnp.float32)}  # uniform
+    k = len(self.op_names)
+    return {'tau': jnp.zeros((k, k), jnp.float32)}  # uniform
 
   def augment(self, tau, images, step_key, sample_keys, searching):
     pair_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(sample_keys)
@@ -111,7 +116,8 @@ class LearnedPolicy(base.Policy):
                          self.cfg.gumbel)
     max_m = jnp.where(searching, self.cfg.magnitude_search, self.cfg.magnitude_tune)
     mags = jax.vmap(lambda k: signed_magnitudes(k, (2,), max_m))(mag_keys)
-    out = ops.apply_pair(images, pairs // NUM_OPS, pairs % NUM_OPS, mags[:, 0], mags[:, 1])
+    k, ids = len(self.op_names), jnp.asarray(self.op_ids)
+    out = ops.apply_pair(images, ids[pairs // k], ids[pairs % k], mags[:, 0], mags[:, 1])
     return out, {'pairs': pairs}
 
   def loss(self, tau, aux, losses):
@@ -126,7 +132,7 @@ class LearnedPolicy(base.Policy):
   def metrics(self, tau):
     p = np.asarray(jax.device_get(probabilities(tau['tau']))).reshape(-1)
     top = np.argsort(-p)[:5]
-    names = pair_names()
+    names = pair_names(self.op_names)
     out = {'policy/entropy': float(-(p * np.log(p + 1e-30)).sum())}
     for i, j in enumerate(top):
       out[f'policy/top{i + 1}_prob'] = float(p[j])
@@ -135,4 +141,4 @@ class LearnedPolicy(base.Policy):
 
   def summary(self, tau):
     p = np.asarray(jax.device_get(probabilities(tau['tau'])))
-    return {'policy': {'ops': list(ops.OP_NAMES), 'probabilities': p.round(6).tolist()}}
+    return {'policy': {'ops': list(self.op_names), 'probabilities': p.round(6).tolist()}}

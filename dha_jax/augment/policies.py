@@ -1,13 +1,14 @@
 """Augmentation policies, applied on device after the standard pre-processing.
 
 The contract is dha_jax/augment/base.py's Policy. A new policy is a class plus an entry
-in POLICIES; the train step does not change.
+in POLICIES; the train step does not change. RandAugment, TrivialAugment and the learned
+policy draw from config.policy.ops (dha_jax/augment/op_subset.py; default all 14).
 """
 
 import jax
 import jax.numpy as jnp
 
-from dha_jax.augment import base, learned, ops
+from dha_jax.augment import base, learned, op_subset, ops
 
 
 class NoPolicy(base.Policy):
@@ -17,31 +18,42 @@ class NoPolicy(base.Policy):
     return images, {}
 
 
+def _draw_ops(keys, op_ids):
+  """One op per key, uniform over the subset `op_ids` (indices into ops.OP_NAMES)."""
+  k = jax.vmap(lambda key: jax.random.randint(key, (), 0, len(op_ids)))(keys)
+  return jnp.asarray(op_ids)[k]
+
+
 class RandAugment(NoPolicy):
-  """RandAugment: N ops drawn uniformly per sample, fixed magnitude M (random sign).
+  """RandAugment: N ops per sample, uniform over config.policy.ops, fixed magnitude M
+  (random sign).
 
   AutoContrast, Equalize and Identity ignore M (full strength, METHOD.md section 2)."""
 
   def __init__(self, config):
     self.n, self.m = config.policy.num_ops, config.policy.magnitude
+    self.op_ids = op_subset.indices(op_subset.names(config))
 
   def augment(self, tau, images, step_key, sample_keys, searching):
     for i in range(self.n):
       keys = jax.vmap(lambda k, i=i: jax.random.fold_in(k, 10 + i))(sample_keys)
-      op = jax.vmap(lambda k: jax.random.randint(k, (), 0, len(ops.OP_NAMES)))(keys)
+      op = _draw_ops(keys, self.op_ids)
       sign = jax.vmap(lambda k: jax.random.bernoulli(jax.random.fold_in(k, 1)))(keys)
       images = ops.apply(images, op, jnp.where(sign, self.m, -self.m))
     return images, {}
 
 
 class TrivialAugment(NoPolicy):
-  """TrivialAugment: one uniformly drawn op per sample, magnitude ~ U[-1, 1].
+  """TrivialAugment: one op per sample, uniform over config.policy.ops, m ~ U[-1, 1].
 
   AutoContrast, Equalize and Identity ignore it (full strength, METHOD.md section 2)."""
 
+  def __init__(self, config):
+    self.op_ids = op_subset.indices(op_subset.names(config))
+
   def augment(self, tau, images, step_key, sample_keys, searching):
     keys = jax.vmap(lambda k: jax.random.fold_in(k, 20))(sample_keys)
-    op = jax.vmap(lambda k: jax.random.randint(k, (), 0, len(ops.OP_NAMES)))(keys)
+    op = _draw_ops(keys, self.op_ids)
     m = jax.vmap(lambda k: jax.random.uniform(jax.random.fold_in(k, 1), (), minval=-1.0,
                                               maxval=1.0))(keys)
     return ops.apply(images, op, m), {}
@@ -59,4 +71,5 @@ def create(config):
   name = config.policy.name
   if name not in POLICIES:
     raise ValueError(f'config.policy.name={name!r} is unknown; choose one of {sorted(POLICIES)}')
+  op_subset.names(config)  # a wrong op name fails whichever policy is on
   return POLICIES[name](config)
