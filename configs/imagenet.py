@@ -28,7 +28,11 @@ after a second '/', the choice space of DSNAS (default: ShuffleNet):
                  quoted in DiffAutoML's Table 1); MobileNetV2 1.0: 72.0% at 300M.
   '<v>/ista'     the DARTS cells with the DARTS ImageNet stem (DHA, METHOD.md 3b): 14 cells,
                  C = 48, a 6M-parameter budget, 250 epochs; DHA reports 77.4% top-1.
-  '<v>/darts'    first-order DARTS on the same cells (8 cells, C = 16 during the search).
+  '<v>/darts'    first-order DARTS on the same cells (8 cells, C = 16 during the search);
+                 sequential/darts retrains its genotype at 14 cells, C = 48 (DARTS's
+                 ImageNet network).
+  --config.policy.ops=ShearX,ShearY,TranslateX,TranslateY: DiffAutoML Table 3's
+                 geometric-only tau.
 
 The learned variants use eta by the 'val' hypergradient (DiffAutoML), lr in [0.05, 1.0],
 wd in [1e-5, 1e-4]. Needs the manual ImageNet download built with
@@ -49,7 +53,8 @@ SEARCH = {
               'search_epochs': 60},
     'ista': {'stem': 'imagenet', 'channels': 48, 'layers': 14, 'auxiliary_weight': 0.4,
              'drop_path': 0.0, 'budget_mparams': 6.0},
-    'darts': {'stem': 'imagenet', 'channels': 16, 'layers': 8},
+    'darts': {'stem': 'imagenet', 'channels': 16, 'layers': 8,
+              'retrain': {'channels': 48, 'layers': 14, 'drop_path': 0.0}},
 }
 EPOCHS = {'dsnas': 240, 'ista': 250, 'darts': 250}
 

@@ -7,14 +7,14 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps, train
+from dha_jax import parallel, train
 
 
 def run_steps(config, devices, n_steps=3):
   mesh = parallel.make_mesh(devices)
   ds, comps, state, _, _ = train.setup(config, mesh)
   state = parallel.replicate(state, mesh)
-  train_step, eval_step = steps.compile_steps(comps, mesh)
+  train_step, eval_step = train.StepCache(comps, mesh)(state)  # specialised as the loop does
   it = train.Batches(ds, comps, config)  # every batch the components declare, as the loop
   history = []
   for _ in range(n_steps):

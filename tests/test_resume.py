@@ -22,7 +22,7 @@ from dha_jax import train
 from dha_jax.hpo import hypergrad
 
 import resume_check
-from test_dha import dha_config
+from test_dha import ista_dha_config
 
 STEPS_PER_EPOCH = 10  # dataset.train_subset = 320 images, batch 32
 INTERRUPT_AT = 15     # inside the second epoch
@@ -51,10 +51,10 @@ def _tau(c):
 
 
 def _dha_ista():
-  """test_dha.py's full DHA on ISTA (the same compiled step as its 1-vs-4-device test), run
-  for 3 short epochs."""
-  c = dha_config('dha/ista')
-  c.nas.auxiliary_weight = 0.4
+  """test_dha.py's full DHA on ISTA (its 1-vs-4-device test's config, so the first
+  compiled step is shared), 3 short epochs: the support changes at the end-of-epoch
+  recoveries, and each new support compiles its own step, on resume too."""
+  c = ista_dha_config()
   c.dataset.train_subset = STEPS_PER_EPOCH * c.batch_size
   c.log_every_steps, c.checkpoint_every_steps, c.eval_every_epochs = 1, 1000, 1
   c.nas.max_search_fraction = 0.0  # still searching when interrupted and resumed
@@ -65,7 +65,8 @@ CASES = {
     'tau+eta_train': lambda: _tau(_eta(_base(), 'train')),
     'eta_val': lambda: _eta(_base(), 'val'),
     'eta_lagged': lambda: _eta(_base(), 'lagged'),
-    # tau + ISTA + eta, resumed across the end-of-epoch recoveries and freezing of epoch 2
+    # tau + ISTA + eta, resumed across the end-of-epoch recoveries (support changes and
+    # their recompiles) and freezing of epoch 2
     # (DHA on DSNAS, across the end of its search: test_dha.py, with its full run)
     'dha_ista': _dha_ista,
 }
@@ -85,3 +86,6 @@ def test_resume_is_exact_with_every_component(case, tmp_path, monkeypatch):
     assert len({r['hpo/lr'] for r in ref_rows if 'hpo/lr' in r}) > 1
   if config.policy.name == 'learned':
     assert float(np.abs(np.asarray(state['params']['policy']['tau'])).max()) > 1e-4
+  supports = {r['step']: r['nas/support'] for r in ref_rows if 'nas/support' in r}
+  if supports:  # ISTA: the resumed part changed the support (a new specialised step)
+    assert set(v for k, v in supports.items() if k > INTERRUPT_AT) - {supports[INTERRUPT_AT]}
