@@ -47,11 +47,17 @@ def get_config():
 
   # ---- model ----------------------------------------------------------------------
   c.model = m = ml_collections.ConfigDict()
-  m.name = 'small_cnn'     # 'small_cnn' | 'resnet' (fixed networks); search spaces come with nas.*
+  m.name = 'small_cnn'     # 'small_cnn' | 'resnet' | the zoo of DiffAutoML's Table 2: 'resnet50' |
+  #                          'resnet200' | 'wrn28_10' | 'wrn40_2' | 'pyramidnet272' (fixed networks;
+  #                          search spaces come with nas.*)
   m.widths = (32, 64)      # small_cnn: channels per stage (2 convs each, pool between stages)
   m.stage_sizes = (2, 2, 2)  # resnet: basic blocks per stage
   m.width = 16             # resnet: channels of the first stage (doubled per stage)
   m.stem = 'cifar'         # resnet: 'cifar' (3x3 conv) | 'imagenet' (7x7/2 conv + max-pool)
+  m.depth = 0              # zoo: 0 = the name's published depth; another of the family's
+  #                          form (bottleneck ResNet 12n+2, WRN 6n+4, PyramidNet 9n+2): smaller
+  m.widen = 0              # zoo: 0 = the name's width (bottleneck ResNet first-stage channels
+  #                          64, WRN widening factor k, PyramidNet alpha); another: narrower
   m.bn_momentum = 0.9
   c.conv_impl = 'auto'     # 'auto' | 'xla' | 'im2col': how convolutions are computed (see dha_jax/layers/conv.py)
 

@@ -18,10 +18,12 @@ class FixedNetwork(base.Strategy):
     return variables['params'], variables.get('batch_stats', {}), {}, {}
 
   def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
-    del arch, nas_state, rng
+    del arch, nas_state
     variables = {'params': net, 'batch_stats': batch_stats}
-    if train:
-      logits, new = self.model.apply(variables, images, train=True, mutable=['batch_stats'])
+    if train:  # a model with random layers (ShakeDrop) names its rng streams: the step's key
+      rngs = {name: rng for name in getattr(self.model, 'rng_streams', ())}
+      logits, new = self.model.apply(variables, images, train=True, mutable=['batch_stats'],
+                                     rngs=rngs)
       return logits, new['batch_stats'], {}
     return self.model.apply(variables, images, train=False), batch_stats, {}
 
