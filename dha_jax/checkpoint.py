@@ -11,6 +11,8 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from dha_jax.augment import ops
+
 # Fields that may change between a run and its resumption (they do not change the maths
 # of the steps already taken): logging, checkpoint cadence, the length of the run, where
 # the data lives, and ISTA's freeze threshold (decisions taken are in the state; a search
@@ -19,6 +21,12 @@ MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', '
               'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'time_budget_clock',
               'dataset.data_dir', 'recalibration_batches', 'nas.freeze_threshold',
               'nas.max_search_fraction', 'time_budget_pilot_steps', 'time_budget_sets_horizon')
+
+
+# Fields added to the config after runs already existed, each with the value that means
+# the behaviour from before it: a checkpoint whose config.json predates a field resumes
+# when the new config keeps that value (any other value is a different run).
+ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NAMES)}
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -37,7 +45,15 @@ def _flatten(d, prefix=''):
 
 def config_differences(old: dict, new: dict):
   a, b = _flatten(old), _flatten(new)
-  return sorted(k for k in set(a) | set(b) if k not in MAY_DIFFER and a.get(k) != b.get(k))
+
+  def differs(k):
+    if k in MAY_DIFFER:
+      return False
+    if k not in a and k in ADDED_FIELDS:
+      return b.get(k) != ADDED_FIELDS[k]
+    return a.get(k) != b.get(k)
+
+  return sorted(k for k in set(a) | set(b) if differs(k))
 
 
 class Checkpointer:

@@ -195,3 +195,19 @@ def test_config_typo_fails_with_the_field_name(tmp_path):
                        capture_output=True, text=True, timeout=120)
   assert out.returncode != 0
   assert 'batchsize' in out.stderr
+
+
+def test_a_checkpoint_older_than_a_field_resumes_with_its_old_meaning():
+  """A field added since the checkpoint was written (absent from its config.json) is
+  compatible at the value meaning the old behaviour, and only at it."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  new = json.loads(default.get_config().to_json_best_effort())
+  old = json.loads(json.dumps(new))
+  for group, field in (('model', 'depth'), ('model', 'widen'), ('policy', 'ops')):
+    del old[group][field]
+  assert checkpoint.config_differences(old, new) == []  # the defaults: the old behaviour
+  new['policy']['ops'] = ['ShearX', 'ShearY']
+  new['model']['depth'] = 20
+  assert checkpoint.config_differences(old, new) == ['model.depth', 'policy.ops']
+  del old['model']['name']  # a field missing for another reason still differs
+  assert 'model.name' in checkpoint.config_differences(old, new)
