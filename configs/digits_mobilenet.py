@@ -15,22 +15,12 @@ The derived child's genotype (e.g. 'k5_e6', 'skip'), FLOPs and parameters go to
 result.json.
 """
 
-from configs import digits
-from dha_jax.nas import dsnas
+from configs import digits_dsnas
 
 
 def get_config():
-  c = digits.get_config()
-  c.nas = n = dsnas.default_config()
-  n.space = 'mobilenet_small'
-  n.stem_channels = 16
-  n.stage_repeats = (2, 2)      # layers 1 and 3 may be skipped
-  n.stage_channels = (16, 32)   # strides (1, 2): 8 px -> 8 -> 4
-  n.last_channels = 128
-  n.optimizer.lr = 3e-3
-  n.warmup_epochs = 2
-  n.fix_threshold = 0.3
-  n.search_epochs = 12
-  c.num_epochs = 20
-  c.batch_size = 64
+  """digits_dsnas.py's search and schedule, in the MobileNet space."""
+  c = digits_dsnas.get_config()
+  c.nas.space = 'mobilenet_small'
+  c.nas.stage_channels = (16, 32)   # strides (1, 2): 8 px -> 8 -> 4; layers 1 and 3 may skip
   return c

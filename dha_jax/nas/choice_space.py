@@ -82,6 +82,19 @@ def register(name: str, builder: Callable[..., Space]):
   SPACES[name] = builder
 
 
+def register_sized(names, build_space):
+  """Registers each of `names` with a builder that passes config.nas's common size
+  overrides (stem_channels, stage_repeats, stage_channels, last_channels; 0 or () = the
+  space's default) to build_space(name, stem, repeats, channels, last, bn_momentum)."""
+  for name in names:
+    register(name, functools.partial(_sized, build_space, name))
+
+
+def _sized(build_space, name, n, bn_momentum):
+  return build_space(name, n.stem_channels, n.stage_repeats, n.stage_channels,
+                     n.last_channels, bn_momentum)
+
+
 def build(nas_config, bn_momentum) -> Space:
   """The space config.nas.space names, sized by the config (its builder reads the fields
   it knows, e.g. ShuffleNet's stage_repeats)."""

@@ -259,12 +259,4 @@ def mobilenet_v2_costs(image_size=224, num_classes=1000):
   return costs(lay, (image_size, image_size, 3), num_classes).of(genotype)
 
 
-def _from_config(name):
-  def builder(n, bn_momentum):
-    return build(name, n.stem_channels, n.stage_repeats, n.stage_channels, n.last_channels,
-                 bn_momentum)
-  return builder
-
-
-for _name in DEFAULTS:
-  choice_space.register(_name, _from_config(_name))
+choice_space.register_sized(DEFAULTS, build)

@@ -143,12 +143,4 @@ def build(name='shufflenet', stem_channels=0, stage_repeats=(), stage_channels=(
       head=functools.partial(_head, channels=last, bn_momentum=bn_momentum))
 
 
-def _from_config(name):
-  def builder(n, bn_momentum):
-    return build(name, n.stem_channels, n.stage_repeats, n.stage_channels, n.last_channels,
-                 bn_momentum)
-  return builder
-
-
-for _name in DEFAULTS:
-  choice_space.register(_name, _from_config(_name))
+choice_space.register_sized(DEFAULTS, build)
