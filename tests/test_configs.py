@@ -78,9 +78,6 @@ def test_imagenet_dsnas_selects_the_full_shufflenet_space_and_runs_a_step():
   config = importlib.import_module('configs.imagenet').get_config('nas/dsnas')
   assert config.nas.strategy == 'dsnas' and config.nas.space == 'shufflenet'
   assert config.nas.budget == 330e6 and config.num_epochs == 240
-  # every layer runs (the executions compute the same step: test_dsnas.py); it compiles
-  # in a fraction of the single-path switch's time
-  config.nas.execution = 'masked'
   with tfds.testing.mock_data(num_examples=40):
     ds = _one_step(_reduced_imagenet(config))
   assert ds.num_classes == 1000
