@@ -23,7 +23,6 @@ import numpy as np
 from dha_jax import optim, parallel
 from dha_jax.augment import base, op_subset, ops
 
-NUM_OPS = len(ops.OP_NAMES)  # of the full space
 ESTIMATORS = ('importance', 'reference')
 
 
