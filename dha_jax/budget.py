@@ -13,6 +13,8 @@ import time
 import jax
 import numpy as np
 
+from dha_jax import distributed
+
 UNSET = 0  # TrainState.horizon while the pilot is still running
 
 
@@ -33,7 +35,8 @@ class TrainClock:
     self.t0, self.before = self.now(), elapsed_before
 
   def elapsed(self) -> float:
-    return self.before + self.now() - self.t0
+    """Process 0's clock on every process, so that all stop at the same step."""
+    return distributed.from_process0(self.before + self.now() - self.t0)
 
   def exhausted(self) -> bool:
     return bool(self.budget) and self.elapsed() >= self.budget

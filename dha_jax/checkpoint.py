@@ -87,8 +87,9 @@ class Checkpointer:
             'Use a new --workdir, or delete its checkpoints/ to start over.')
     if jax.process_index() == 0:
       os.makedirs(workdir, exist_ok=True)
-      with open(path, 'w') as f:
+      with open(path + '.tmp', 'w') as f:  # other processes may be reading it
         f.write(json.dumps(new, indent=2, sort_keys=True))
+      os.replace(path + '.tmp', path)
 
   def latest_step(self):
     return self.manager.latest_step()

@@ -45,9 +45,9 @@ def recalibrate_bn(module, variables, batches, mesh, prepare):
   step = parallel.data_parallel(stats, mesh, (parallel.REPLICATED, parallel.SHARDED),
                                 parallel.REPLICATED)
   total, n = None, 0
-  for images in batches:
-    bs = step(variables, parallel.shard_batch({'x': images}, mesh)['x'])
-    total = bs if total is None else jax.tree_util.tree_map(jnp.add, total, bs)
+  for images in batches:  # summed on the host: no eager op on a multi-process array
+    bs = jax.device_get(step(variables, parallel.shard_batch({'x': images}, mesh)['x']))
+    total = bs if total is None else jax.tree_util.tree_map(np.add, total, bs)
     n += 1
   if not n:
     return variables

@@ -16,8 +16,14 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file (get_config()).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and results.')
-flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize() first '
-                  '(multi-host GPU/TPU; the cluster environment supplies the addresses).')
+flags.DEFINE_bool('distributed', False, 'Join a multi-process run (jax.distributed) first: '
+                  'the settings below, or on Slurm / Cloud TPU the environment\'s.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, the same for all '
+                    '(default: $JAX_COORDINATOR_ADDRESS or the cluster\'s).')
+flags.DEFINE_integer('num_processes', None, 'How many processes take part.')
+flags.DEFINE_integer('process_id', None, 'This process, in [0, --num_processes).')
+flags.DEFINE_integer('distributed_timeout_s', 300, 'How long to wait for every process '
+                     'to join before giving up with an error.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -27,8 +33,10 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax/clu INFO lines drown the progress line
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.distributed:
-    jax.distributed.initialize()
+  if FLAGS.distributed or FLAGS.num_processes is not None:
+    from dha_jax import distributed  # pylint: disable=g-import-not-at-top
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
+                           FLAGS.process_id, FLAGS.distributed_timeout_s)
   from dha_jax import train  # pylint: disable=g-import-not-at-top
   result = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   return 0 if result else 1

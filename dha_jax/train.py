@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import budget, checkpoint, data, export, hpo, metrics_io, nas, optim, parallel
+from dha_jax import budget, checkpoint, data, distributed, export, hpo, metrics_io, nas, optim
+from dha_jax import parallel
 from dha_jax import state as state_lib
 from dha_jax import steps
 from dha_jax.augment import policies
@@ -233,8 +234,10 @@ def train_and_evaluate(config, workdir: str, devices=None):
           scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps,
                      'train_time_s': clock.elapsed(),
                      'phase': 'search' if searching else 'tune'}
-          scalars.update(comps.strategy.metrics(state.params['arch'], state.nas_state))
-          scalars.update(comps.policy.metrics(state.params['policy']))
+          arch, nas_state, policy = distributed.host_copy(
+              (state.params['arch'], state.nas_state, state.params['policy']))
+          scalars.update(comps.strategy.metrics(arch, nas_state))
+          scalars.update(comps.policy.metrics(policy))
           if epoch_done and config.eval_every_epochs and (
               step // steps_per_epoch) % config.eval_every_epochs == 0:
             scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
@@ -254,12 +257,13 @@ def train_and_evaluate(config, workdir: str, devices=None):
                               'search_capped': capped})
           print(f'phase: search ended at step {step} (epoch {step / steps_per_epoch:.2f}); '
                 'the derived network trains on (tau and eta continue)', flush=True)
-        if ckpt.should_save(step) or preemption.requested:
+        stop = distributed.any_process(preemption.requested)  # one SIGTERM stops all
+        if ckpt.should_save(step) or stop:
           if not _all_finite(state.params):
             raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
                                 f'last good checkpoint is kept in {ckpt.dir}.')
-          ckpt.save(state, step, force=preemption.requested, elapsed_s=clock.elapsed())
-        if preemption.requested:
+          ckpt.save(state, step, force=stop, elapsed_s=clock.elapsed())
+        if stop:
           preempted = True
           break
 
@@ -305,8 +309,8 @@ def _arch_pictures(workdir, comps, state, writer, step):
   """The strategy's current architecture, drawn (host 0)."""
   if jax.process_index() != 0:
     return
-  _save_pictures(workdir, writer, step,
-                 comps.strategy.pictures(state.params['arch'], state.nas_state))
+  arch, nas_state = distributed.host_copy((state.params['arch'], state.nas_state))
+  _save_pictures(workdir, writer, step, comps.strategy.pictures(arch, nas_state))
 
 
 def _search_end_step(workdir):
@@ -351,8 +355,10 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer, ext
       'devices': int(mesh.devices.size),
       **(extra or {}),
   })
-  result.update(comps.policy.summary(state.params['policy']))
-  result.update(comps.strategy.summary(state.params['arch'], state.nas_state))
+  arch, nas_state, policy = distributed.host_copy(
+      (state.params['arch'], state.nas_state, state.params['policy']))
+  result.update(comps.policy.summary(policy))
+  result.update(comps.strategy.summary(arch, nas_state))
   image_shape = tuple(ds.image_shape)
   export.save(os.path.join(workdir, 'model'), config, ds.num_classes, image_shape,
               genotype, variables,

@@ -119,8 +119,9 @@ class TrainIterator:
     if epoch != self._perm_epoch:
       self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
       self._perm_epoch = epoch
-    start = pos * self.global_batch + self.offset
-    return np.sort(self._perm[start:start + self.local])
+    start = pos * self.global_batch  # sorted as one global batch, then this process's
+    batch = np.sort(self._perm[start:start + self.global_batch])  # slice: the same
+    return batch[self.offset:self.offset + self.local]  # devices see the same examples
 
   def __iter__(self) -> Iterator:
     return self

@@ -1,0 +1,184 @@
+"""Two processes on JAX's distributed runtime (dha_jax.local_cluster: 2 processes x 2 fake
+CPU devices) against one process with the same 4 devices, in this process.
+
+The global batch, each device's shard and every per-sample key are the same in both, so
+the runs compute the same steps; only the all-reduces differ, gloo's across processes
+against XLA's within one, which sum in another order: equal to float32 round-off, grown
+by a few steps of Adam (seen here: 1e-7 relative on losses, 2e-5 on DSNAS' probabilities).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import flax.serialization
+import jax
+import numpy as np
+import pytest
+
+from dha_jax import metrics_io, train
+
+import multiprocess_config
+import resume_check
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, 'tests', 'multiprocess_config.py')
+RTOL, ATOL = 1e-4, 1e-6  # see the module docstring
+TIMEOUT_S = 600  # bounds every launch: a hang fails the test instead of the suite
+
+
+def _launch(workdir, variant='', log_dir='', num_processes=2, devices=2, extra=()):
+  config = f'--config={CONFIG}:{variant}' if variant else f'--config={CONFIG}'
+  cmd = [sys.executable, '-m', 'dha_jax.local_cluster', f'--num_processes={num_processes}',
+         f'--devices_per_process={devices}', '--timeout_s=120', f'--log_dir={log_dir}',
+         '--', config, f'--workdir={workdir}', *extra]
+  return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def _finish(proc):
+  out, err = proc.communicate(timeout=TIMEOUT_S)
+  return proc.returncode, out + err
+
+
+def _one_process(workdir, variant='', **overrides):
+  config = multiprocess_config.get_config(variant)
+  for k, v in overrides.items():
+    config[k] = v
+  assert len(jax.devices()) == 4
+  return train.train_and_evaluate(config, str(workdir), jax.devices())
+
+
+def _assert_close(got, want, what):
+  if isinstance(want, dict):
+    assert set(got) == set(want), what
+    for k in want:
+      _assert_close(got[k], want[k], f'{what}/{k}')
+  elif isinstance(want, (list, tuple)) and want and not isinstance(want[0], (int, float)):
+    assert len(got) == len(want), what
+    for i, (a, b) in enumerate(zip(got, want)):
+      _assert_close(a, b, f'{what}[{i}]')
+  elif isinstance(want, str) or want is None or isinstance(want, bool):
+    assert got == want, what
+  else:
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
+                               rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+def _assert_same_run(two, one):
+  """Every logged metric, every leaf of the final TrainState and result.json."""
+  got, want = resume_check.rows(two), resume_check.rows(one)
+  assert len(got) == len(want) > 0
+  for a, b in zip(got, want):
+    _assert_close(a, b, f'metrics.jsonl step {b.get("step")}')
+  # The final weights as exported (a 2-process Orbax checkpoint restores only onto the
+  # same device topology, so the exported child is what both runs can be compared by).
+  def weights(workdir):
+    with open(os.path.join(workdir, 'model', 'variables.msgpack'), 'rb') as f:
+      return flax.serialization.msgpack_restore(f.read())
+  _assert_close(weights(two), weights(one), 'model/variables')
+  _assert_close(resume_check.result(two), resume_check.result(one), 'result.json')
+
+
+def _lines(log_dir, i, prefix):
+  with open(os.path.join(log_dir, f'process_{i}.log')) as f:
+    return [l.strip() for l in f if l.startswith(prefix)]
+
+
+def _result_line(log_dir, i):
+  (line,) = _lines(log_dir, i, 'result: ')
+  return {k: v for k, v in json.loads(line[len('result: '):]).items()
+          if k not in resume_check.TIMING}
+
+
+def test_full_dha_on_ista_two_processes_match_one_and_agree(tmp_path):
+  """tau + ISTA alpha (recovery, freeze, the search cap and their recompiles, decided on
+  each host) + eta: the same run as on one process, and both processes took the same
+  decisions at the same steps."""
+  logs = str(tmp_path / 'logs')
+  proc = _launch(tmp_path / 'two', 'dha/ista', logs)
+  _one_process(tmp_path / 'one', 'dha/ista')
+  code, out = _finish(proc)
+  assert code == 0, out
+  _assert_same_run(str(tmp_path / 'two'), str(tmp_path / 'one'))
+  phases = [_lines(logs, i, 'phase:') for i in (0, 1)]
+  assert phases[0] == phases[1] and any('search ended' in p for p in phases[0]), phases
+  assert _result_line(logs, 0) == _result_line(logs, 1)
+
+
+def test_sigterm_to_one_process_stops_all_and_the_resumed_run_matches_one(tmp_path):
+  """SIGTERM to process 1 only: both save the same step and exit 0; the same command
+  resumes and ends where one uninterrupted process ends. Only process 0 writes the
+  outputs (the others write their checkpoint shards)."""
+  two, logs = tmp_path / 'two', str(tmp_path / 'logs')
+  extra = ['--config.num_epochs=3']  # 12 steps: time to be interrupted in the middle
+  proc = _launch(two, '', logs + '1', extra=extra)
+  pids = [int(re.search(r'pid (\d+)', proc.stderr.readline()).group(1)) for _ in range(2)]
+  deadline = time.time() + TIMEOUT_S
+  while not any(r.get('step', 0) >= 2 for r in metrics_io.read_rows(str(two))):
+    assert proc.poll() is None and time.time() < deadline, _finish(proc)[1]
+    time.sleep(0.05)
+  os.kill(pids[1], signal.SIGTERM)
+  code, out = _finish(proc)
+  assert code == 0, out
+  assert not (two / 'result.json').exists()
+  (saved,) = {l for i in (0, 1) for l in _lines(logs + '1', i, 'SIGTERM: saved step')}
+  stopped = int(re.search(r'step (\d+)', saved).group(1))
+  assert 2 <= stopped < 12
+
+  proc = _launch(two, '', logs + '2', extra=extra)
+  pids += [int(re.search(r'pid (\d+)', proc.stderr.readline()).group(1)) for _ in range(2)]
+  code, out = _finish(proc)
+  assert code == 0, out
+  for i in (0, 1):
+    assert _lines(logs + '2', i, 'resumed from') == [
+        f'resumed from {two}/checkpoints at step {stopped}']
+  _one_process(tmp_path / 'one', num_epochs=3)
+  _assert_same_run(str(two), str(tmp_path / 'one'))
+
+  def outputs(workdir):
+    return sorted(os.path.relpath(os.path.join(d, f), workdir)
+                  for d, _, files in os.walk(workdir) for f in files
+                  if 'checkpoints' not in d and not f.startswith('events.out'))
+  assert outputs(str(two)) == outputs(str(tmp_path / 'one'))
+  events = [f for f in os.listdir(two) if f.startswith('events.out')]
+  assert sorted(int(f.split('.')[4]) for f in events) == [pids[0], pids[2]]  # process 0's
+
+
+def test_wrong_coordinator_is_one_error_on_every_process_and_no_hang(tmp_path):
+  ports = []
+  for _ in range(2):
+    import socket  # pylint: disable=g-import-not-at-top
+    with socket.socket() as s:
+      s.bind(('127.0.0.1', 0))
+      ports.append(s.getsockname()[1])
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'dha_jax.main', f'--coordinator_address=127.0.0.1:{ports[i]}',
+       '--num_processes=2', f'--process_id={i}', '--distributed_timeout_s=5',
+       f'--config={ROOT}/configs/test.py', f'--workdir={tmp_path / "w"}'],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in (0, 1)]  # each told a different coordinator: neither finds the other
+  for i, p in enumerate(procs):
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2, err
+    last = [l for l in err.splitlines() if l.strip()][-1]
+    assert last.startswith(f'error: process {i} could not join the run at 127.0.0.1:'), err
+    assert 'Traceback' not in err and 'Check failure' not in err, err
+  assert not (tmp_path / 'w').exists()
+
+
+def test_batch_not_divisible_by_the_processes_is_one_error_on_every_process(tmp_path):
+  logs = str(tmp_path / 'logs')
+  proc = _launch(tmp_path / 'w', '', logs, num_processes=3, devices=1)  # batch 32, 3 devices
+  code, out = _finish(proc)
+  assert code == 2, out
+  for i in range(3):
+    errors = _lines(logs, i, 'error:')
+    assert len(errors) == 1 and 'config.batch_size=32 is not divisible by the 3 devices' in (
+        errors[0]), errors
+  assert not os.path.exists(tmp_path / 'w' / 'checkpoints')
