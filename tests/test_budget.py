@@ -83,7 +83,7 @@ class _FixedPilot(budget.Pilot):
 
 
 class _StopAfter:
-  """A preemption that is requested after `steps` steps (the loop reads it twice a step)."""
+  """A preemption that is requested after `steps` steps (the loop reads it once a step)."""
   steps = None
 
   def __init__(self):
@@ -98,7 +98,7 @@ class _StopAfter:
   @property
   def requested(self):
     self.reads += 1
-    return self.steps is not None and self.reads > 2 * self.steps
+    return self.steps is not None and self.reads > self.steps
 
 
 def _budget_run(workdir, monkeypatch, stop_after=None):
