@@ -10,6 +10,7 @@ same run: run this twice (component off, then on) in one shell and divide.
 
 import json
 import time
+from typing import Callable, NamedTuple, Optional
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -24,8 +25,26 @@ def _define_flags():
   flags.DEFINE_string('label', '', 'name printed with the result')
 
 
-def build(config, devices=None):
-  """Compiles the step of `config`; returns (run_one_step, compile_seconds)."""
+class Built(NamedTuple):
+  run_one: Callable[[], float]  # one step, timed to completion (seconds)
+  compile_s: float              # the first call: trace + compile + one step
+  devices: int
+  memory: Callable[[], Optional[int]]  # bytes the compiled step holds (see memory_bytes)
+
+
+def memory_bytes(compiled) -> Optional[int]:
+  """Peak device bytes of one call by XLA's own accounting: arguments + outputs +
+  temporaries - donated buffers reused for outputs. None where the backend has no
+  analysis. A per-program number (a device's peak counter only ever grows)."""
+  m = compiled.memory_analysis()
+  if m is None:
+    return None
+  return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes -
+             m.alias_size_in_bytes)
+
+
+def build(config, devices=None) -> Built:
+  """Compiles the step of `config` on resident batches (4 of them, reused in turn)."""
   import jax  # pylint: disable=g-import-not-at-top
   from dha_jax import parallel, train  # pylint: disable=g-import-not-at-top
   from dha_jax import steps as steps_lib  # pylint: disable=g-import-not-at-top
@@ -34,38 +53,42 @@ def build(config, devices=None):
   state = parallel.replicate(state, mesh)
   train_step, _ = steps_lib.compile_steps(comps, mesh)
   it = ds.train_iterator('train', config.batch_size, config.seed)
-  hpo_it = None
-  if comps.hpo.objective in ('val', 'train'):
-    hpo_it = ds.train_iterator('val' if comps.hpo.objective == 'val' else 'train',
-                               config.batch_size, config.seed + 1)
+  extra = {}
+  if comps.feeds_hpo_batch:
+    extra['hpo'] = ds.train_iterator('val' if comps.hpo.objective == 'val' else 'train',
+                                     config.batch_size, config.seed + 1)
+  if comps.feeds_arch_batch:
+    extra['arch'] = ds.train_iterator('val', config.batch_size, config.seed + 2)
 
   def batch():
     b = next(it)
-    if hpo_it is not None:
-      h = next(hpo_it)
-      b.update({'hpo_image': h['image'], 'hpo_label': h['label']})
+    for name, other in extra.items():
+      o = next(other)
+      b.update({f'{name}_image': o['image'], f'{name}_label': o['label']})
     return parallel.shard_batch(b, mesh)
 
   batches = [batch() for _ in range(4)]
   box = {'state': state, 'i': 0}
 
   def run_one():
-    """One step, timed to completion (seconds)."""
     t0 = time.perf_counter()
     box['state'], m = train_step(box['state'], batches[box['i'] % 4])
     jax.block_until_ready((box['state'], m))
     box['i'] += 1
     return time.perf_counter() - t0
 
+  def memory():
+    return memory_bytes(train_step.lower(box['state'], batches[0]).compile())
+
   compile_s = run_one()
-  return run_one, compile_s, mesh.devices.size
+  return Built(run_one, compile_s, mesh.devices.size, memory)
 
 
 def measure(config, steps=20, warmup=3, devices=None):
   """Returns a dict of the step's median time; the data is a fixed resident batch set."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  run_one, compile_s, n_dev = build(config, devices)
+  run_one, compile_s, n_dev, _ = build(config, devices)
   for _ in range(warmup):
     run_one()
   ms = float(np.median([run_one() for _ in range(steps)]) * 1e3)

@@ -23,7 +23,7 @@ def get_config():
 
   # ---- data -----------------------------------------------------------------------
   c.dataset = d = ml_collections.ConfigDict()
-  d.source = 'digits'      # 'digits' | 'idx' | 'folder' | 'tfds'
+  d.source = 'digits'      # 'digits' | 'idx' | 'folder' | 'tfds' | 'synthetic' (random pixels)
   d.name = ''              # tfds: dataset name (cifar10, imagenet2012, ...)
   d.data_dir = ''          # idx/folder: the directory; tfds: TFDS data_dir ('' = default)
   d.val_size = 200         # examples held out of train for validation / the 'val' HPO objective
@@ -34,6 +34,8 @@ def get_config():
   d.train_subset = 0       # > 0: a seeded, class-stratified subset of this many training examples,
   #                          taken after the val hold-out (disjoint from it; 0 = all)
   d.test_split = 'test'    # tfds: split used for the final test ('validation' for imagenet2012)
+  d.synthetic = ml_collections.ConfigDict(  # source=synthetic: `size` random training
+      {'shape': (32, 32, 3), 'num_classes': 10, 'size': 1024})  # images (+ val_size, + size/4 test)
   d.mean = (0.5,)          # per-channel normalisation of [0,1] pixels (broadcast to C channels)
   d.std = (0.25,)
 

@@ -26,7 +26,9 @@ MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', '
 # Fields added to the config after runs already existed, each with the value that means
 # the behaviour from before it: a checkpoint whose config.json predates a field resumes
 # when the new config keeps that value (any other value is a different run).
-ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NAMES)}
+ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NAMES),
+                'dataset.synthetic.shape': [32, 32, 3], 'dataset.synthetic.num_classes': 10,
+                'dataset.synthetic.size': 1024}
 
 
 class IncompatibleCheckpoint(ValueError):

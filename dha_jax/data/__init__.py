@@ -3,13 +3,14 @@ disjoint train / val / test splits of uint8 images and int32 labels."""
 
 import dataclasses
 
-from dha_jax.data import base, digits, folder, idx, tfds_source
+from dha_jax.data import base, digits, folder, idx, synthetic, tfds_source
 
 SOURCES = {
     'digits': digits.load,
     'idx': idx.load,
     'folder': folder.load,
     'tfds': tfds_source.load,
+    'synthetic': synthetic.load,
 }
 
 
