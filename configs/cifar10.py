@@ -34,6 +34,7 @@ SEARCH_EPOCHS = 600  # the reference recipe's total for the one-stage searched r
 
 def get_config(variant=''):
   c = default.get_config()
+  c.compute_dtype = 'auto'  # bf16 convs on a GPU/TPU (~2x), float32 on CPU
   c.dataset.source = 'tfds'
   c.dataset.name = 'cifar10'
   c.dataset.val_size = 5000

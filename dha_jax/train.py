@@ -16,7 +16,7 @@ from dha_jax import parallel
 from dha_jax import state as state_lib
 from dha_jax import steps
 from dha_jax.augment import policies
-from dha_jax.layers import conv
+from dha_jax.layers import conv, precision
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -72,6 +72,7 @@ class _Preemption:
 def setup(config, mesh):
   """Everything static a run needs: data, components, compiled steps, a fresh state."""
   conv.set_default_impl(config.conv_impl)
+  precision.set_compute_dtype(config.compute_dtype)
   parallel.check_divisible(config.batch_size, mesh)
   parallel.check_divisible(config.eval_batch_size, mesh, 'config.eval_batch_size')
   ds = data.load(config.dataset, config.seed)

@@ -40,10 +40,12 @@ def test_config():
 @pytest.fixture(autouse=True)
 def _restore_conv_default():
   """train.setup sets the process-wide conv formulation from config.conv_impl (one run
-  per process in real use); tests share a process, so each gets the default back."""
-  from dha_jax.layers import conv  # pylint: disable=g-import-not-at-top
+  per process in real use); tests share a process, so each gets the default back, and
+  the float32 compute dtype."""
+  from dha_jax.layers import conv, precision  # pylint: disable=g-import-not-at-top
   old = conv.get_default_impl()
-  yield
+  with precision.use('float32'):  # also the compute dtype train.setup sets
+    yield
   conv.set_default_impl(old)
 
 

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dha_jax.layers import precision
+
 IMPLS = ('auto', 'xla', 'im2col', 'mixed')
 _CPU_DEFAULT = 'mixed'
 _DEFAULT = ['auto']
@@ -302,7 +304,8 @@ def avg_pool(x, window=3, strides=1, padding: Padding = 'SAME',
 
 class Conv(nn.Module):
   """Drop-in for flax.linen.Conv (2-D NHWC; same 'kernel' / 'bias' params and
-  default init) that routes through conv2d.  use_bias defaults to False here."""
+  default init) that routes through conv2d.  use_bias defaults to False here; dtype None
+  means the run's compute dtype (dha_jax/layers/precision.py), params stay float32."""
   features: int
   kernel_size: Union[int, Sequence[int]] = (3, 3)
   strides: Union[int, Sequence[int]] = 1
@@ -323,7 +326,8 @@ class Conv(nn.Module):
     kernel = self.param('kernel', self.kernel_init, shape, self.param_dtype)
     bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(
+        x, kernel, bias, dtype=self.dtype or precision.compute_dtype())
     y = conv2d(x, kernel, self.strides, self.padding, self.kernel_dilation,
                self.feature_group_count, self.impl)
     return y if bias is None else y + bias

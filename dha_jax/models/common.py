@@ -5,6 +5,9 @@ import contextlib
 import functools
 
 import flax.linen as nn
+import jax.numpy as jnp
+
+from dha_jax.layers import precision
 
 _MOMENTUM_OVERRIDE = [None]
 
@@ -22,11 +25,13 @@ def override_bn_momentum(momentum: float):
 
 def batch_norm(train: bool, axis_name, momentum: float = 0.9, **kwargs):
   """BatchNorm whose batch statistics are averaged over the 'data' mesh axis in training,
-  so 1 device and N devices compute the same normalisation (synchronised BN)."""
+  so 1 device and N devices compute the same normalisation (synchronised BN). Output in
+  the compute dtype; statistics and scale/bias in float32 (Flax reduces in float32)."""
   if _MOMENTUM_OVERRIDE[0] is not None:
     momentum = _MOMENTUM_OVERRIDE[0]
   return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
-                      axis_name=axis_name if train else None, **kwargs)
+                      axis_name=axis_name if train else None,
+                      dtype=precision.compute_dtype(), param_dtype=jnp.float32, **kwargs)
 
 
 def partial_bn(train, axis_name, momentum):

@@ -1,0 +1,85 @@
+"""bfloat16 compute (config.compute_dtype): the same step as float32 within bf16's
+rounding, a float32 state, bf16 really in the compiled program, every network traced."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dha_jax import models, parallel, steps, train
+from dha_jax.layers import conv, precision
+
+from test_dha import dha_config
+
+# bf16 keeps 8 significand bits: each rounding is within 2^-9 relative. The first step's
+# loss is a float32 reduction over logits of a bf16 network: the error is a sum of
+# roundings through ~10 layers, each renormalised by BN, measured 2e-4 to 6e-3 relative
+# on these configs; 2^-5 (0.031) leaves 5x room and still fails a wrongly cast network
+# (e.g. BN statistics in bf16: 0.1-0.5 here, or logits rounded to bf16 ~1e-2 at init).
+LOSS_RTOL = 2.0 ** -5
+
+
+def _one_step(config, dtype):
+  config.compute_dtype = dtype
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  ds, comps, state, _, _ = train.setup(config, mesh)
+  state = parallel.replicate(state, mesh)
+  train_step, _ = steps.compile_steps(comps, mesh)
+  batch = parallel.shard_batch(next(train.Batches(ds, comps, config)), mesh)
+  text = train_step.lower(state, batch).as_text()
+  new, metrics = train_step(state, batch)
+  return jax.device_get(new), jax.device_get(metrics), text
+
+
+def _configs():
+  from configs import test  # pylint: disable=g-import-not-at-top
+  plain = test.get_config()
+  return {'plain': plain, 'dsnas': dha_config('nas/dsnas'), 'ista': dha_config('nas/ista'),
+          'dha': dha_config('dha/dsnas')}
+
+
+@pytest.mark.parametrize('name', ['plain', 'dsnas', 'ista', 'dha'])
+def test_bf16_step_matches_float32_and_keeps_a_float32_state(name):
+  f32, m32, text32 = _one_step(_configs()[name], 'float32')
+  bf16, m16, text16 = _one_step(_configs()[name], 'bfloat16')
+  assert 'bf16' not in text32
+  assert 'convolution' in text16 and 'bf16' in text16  # the convolutions run in bf16
+  np.testing.assert_allclose(m16['train/loss'], m32['train/loss'], rtol=LOSS_RTOL)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(bf16):
+    if jnp.issubdtype(np.asarray(leaf).dtype, jnp.floating):
+      assert np.asarray(leaf).dtype == np.float32, jax.tree_util.keystr(path)
+    assert np.all(np.isfinite(leaf)), jax.tree_util.keystr(path)
+  # the same tree, and the step moved theta in both
+  assert jax.tree_util.tree_structure(bf16) == jax.tree_util.tree_structure(f32)
+  for m in (m16, m32):
+    assert all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(m))
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_every_fixed_network_traces_in_bf16_with_float32_params_and_logits(name):
+  from configs import default  # pylint: disable=g-import-not-at-top
+  cfg = default.get_config().model
+  cfg.name = name
+  model = models.create(cfg, 10, bn_axis_name=None)
+  x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+  with precision.use('bfloat16'), conv.use_impl('xla'):  # convs as one primitive
+    variables = jax.eval_shape(lambda k, u: model.init(k, u, train=False),
+                               jax.random.PRNGKey(0), x)
+    jaxpr = jax.make_jaxpr(lambda v, u: model.apply(v, u, train=False))(variables, x)
+    out = jax.eval_shape(lambda v, u: model.apply(v, u, train=False), variables, x)
+  assert out.dtype == jnp.float32  # the classifier head (and so every loss) in float32
+  assert {a.dtype for a in jax.tree_util.tree_leaves(variables)} == {jnp.dtype('float32')}
+  convs = [l for l in str(jaxpr).splitlines() if 'conv_general_dilated[' in l]
+  assert convs and all(l.split('=')[0].strip().endswith(']') and 'bf16[' in l.split('=')[0]
+                       for l in convs), convs[:3]
+
+
+def test_resolve_auto_and_bad_names():
+  assert precision.resolve('auto') == (jnp.float32 if jax.default_backend() == 'cpu'
+                                       else jnp.bfloat16)
+  assert precision.resolve('bfloat16') == jnp.bfloat16
+  with pytest.raises(ValueError, match='config.compute_dtype=.float16.*float32, bfloat16'):
+    precision.resolve('float16')
+  with precision.use('bfloat16'):
+    assert precision.compute_dtype() == jnp.bfloat16
+  assert precision.compute_dtype() == jnp.float32  # restored (conftest: float32)
