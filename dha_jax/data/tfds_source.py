@@ -115,22 +115,25 @@ class StreamingDataset:
     sub = self._process_split(split, process_index, process_count)
     step = start_step
     while True:
-      _, tfds = _tfds()
+      tf, tfds = _tfds()
       epoch, pos = divmod(step, steps_per_epoch)
       ds, _ = _open(self.cfg, sub, shuffle_seed=seed * 100003 + epoch)
       ds = ds.shuffle(16 * local, seed=seed * 100003 + epoch).batch(local, drop_remainder=True)
-      for x, y in tfds.as_numpy(ds.skip(pos).take(steps_per_epoch - pos)):
+      # prefetch last: it only overlaps the next batches with this one (same batches, same
+      # order) and, after take, prepares nothing past the end of the epoch
+      ds = ds.skip(pos).take(steps_per_epoch - pos).prefetch(tf.data.AUTOTUNE)
+      for x, y in tfds.as_numpy(ds):
         step += 1
         yield {'image': x, 'label': y}
 
   def eval_iterator(self, split, global_batch, process_index=0, process_count=1,
                     limit=None):
-    _, tfds = _tfds()
+    tf, tfds = _tfds()
     local = base.check_batch(global_batch, process_count, 'config.eval_batch_size')
     ds, _ = _open(self.cfg, self._process_split(split, process_index, process_count))
     if limit:
       ds = ds.take(limit // process_count)
-    for x, y in tfds.as_numpy(ds.batch(local)):
+    for x, y in tfds.as_numpy(ds.batch(local).prefetch(tf.data.AUTOTUNE)):
       n = len(y)
       pad = local - n
       yield {'image': np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]),
