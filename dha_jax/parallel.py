@@ -4,6 +4,8 @@ jit(shard_map(...)) is what jax.pmap is built on since JAX 0.10: every device ru
 step on its shard and collectives over 'data' average what must agree.
 """
 
+import collections
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -31,6 +33,18 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
   sharding = NamedSharding(mesh, P(AXIS))
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
           for k, v in batch.items()}
+
+
+def prefetch_to_device(batches, mesh: Mesh, size: int = 2):
+  """Host batches -> sharded device batches, `size` of them in flight (double buffering
+  at 2): the copy of the next batch overlaps the running step. A batch is a function of
+  its step (data/base.py), so one read ahead and never used (a stop) is read again on
+  resume: nothing is lost or repeated."""
+  queue = collections.deque()
+  while True:
+    while len(queue) < size:
+      queue.append(shard_batch(next(batches), mesh))
+    yield queue.popleft()
 
 
 def data_parallel(fn, mesh: Mesh, in_specs, out_specs, donate_argnums=()):

@@ -189,7 +189,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
   writer = metrics_io.MetricsWriter(workdir, start)
   progress = metrics_io.Progress(total, start, config.progress)
   pi, pc = jax.process_index(), jax.process_count()
-  batches = Batches(ds, comps, config, start, pi, pc)
+  batches = parallel.prefetch_to_device(Batches(ds, comps, config, start, pi, pc), mesh)
   searching = _searching(comps, state)
   print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
   if not budget.sets_horizon(config) and int(jax.device_get(state.horizon)) != total:
@@ -211,7 +211,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
                 f'reached at step {step}; finishing the run here', flush=True)
           writer.write(step, {'event': 'time_budget', 'train_time_s': clock.elapsed()})
           break
-        state, metrics = train_step(state, parallel.shard_batch(next(batches), mesh))
+        state, metrics = train_step(state, next(batches))
         if last is not None and not np.isfinite(float(last['train/loss'])):
           raise NonFiniteLoss(
               f'the training loss became {float(last["train/loss"])} at step {step}; stopped. '

@@ -11,12 +11,11 @@ from dha_jax.layers import conv, precision
 
 from test_dha import dha_config
 
-# bf16 keeps 8 significand bits: each rounding is within 2^-9 relative. The first step's
-# loss is a float32 reduction over logits of a bf16 network: the error is a sum of
-# roundings through ~10 layers, each renormalised by BN, measured 2e-4 to 6e-3 relative
-# on these configs; 2^-5 (0.031) leaves 5x room and still fails a wrongly cast network
-# (e.g. BN statistics in bf16: 0.1-0.5 here, or logits rounded to bf16 ~1e-2 at init).
-LOSS_RTOL = 2.0 ** -5
+# bf16 keeps 8 significand bits (a rounding is within 2^-9 relative). The first step's
+# loss, a float32 reduction over the logits of a bf16 network, measured (2026-12-03):
+# 2.9e-5 plain, 3.0e-4 DSNAS, 3.9e-5 ISTA, 2.0e-4 full DHA relative to float32; the bound
+# is one bf16 ulp, 2^-8 = 3.9e-3 (13x the largest).
+LOSS_RTOL = 2.0 ** -8
 
 
 def _one_step(config, dtype):

@@ -1,5 +1,7 @@
 """The compiled data-parallel train step: state structure, 1 vs 4 devices, bad batch."""
 
+import itertools
+
 import chex
 import jax
 import numpy as np
@@ -74,3 +76,14 @@ def test_sample_keys_do_not_depend_on_device_count():
       lambda k, x: steps.sample_keys(k, x.shape[0]), m, (R, S), S)
   x = np.zeros(8, np.float32)
   np.testing.assert_array_equal(np.asarray(f(mesh1)(key, x)), np.asarray(f(mesh4)(key, x)))
+
+
+def test_prefetch_to_device_yields_the_same_batches_in_order_sharded():
+  mesh = parallel.make_mesh(jax.devices())
+  host = [{'image': np.full((8, 2, 2, 1), i, np.uint8), 'label': np.arange(8) + i}
+          for i in range(5)]
+  got = list(itertools.islice(parallel.prefetch_to_device(iter(host), mesh, 2), 3))
+  for a, b in zip(got, host):
+    for k in b:
+      np.testing.assert_array_equal(np.asarray(a[k]), b[k])
+      assert a[k].sharding.spec == parallel.SHARDED and len(a[k].addressable_shards) == 4
