@@ -4,6 +4,7 @@ config."""
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import device_check
@@ -48,3 +49,19 @@ def test_every_row_is_the_imagenet_config_on_synthetic_data(small):
   assert device_check.make_config('tau', 'float32', 8).policy.name == 'learned'
   with pytest.raises(ValueError, match='unknown row .nope.'):
     device_check.make_config('nope', 'float32', 8)
+
+
+def test_synthetic_source_is_seeded_sized_and_checks_its_shape():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from dha_jax import data  # pylint: disable=g-import-not-at-top
+  cfg = default.get_config().dataset
+  cfg.source, cfg.val_size = 'synthetic', 16
+  cfg.synthetic.update(shape=(5, 6, 3), num_classes=7, size=40)
+  a, b = data.load(cfg, 0), data.load(cfg, 0)
+  assert (len(a.train), len(a.val), len(a.test)) == (40, 16, 10)
+  assert a.image_shape == (5, 6, 3) and a.num_classes == 7 and a.train.labels.max() < 7
+  np.testing.assert_array_equal(a.train.images, b.train.images)
+  assert not np.array_equal(a.train.images, data.load(cfg, 1).train.images)
+  cfg.synthetic.shape = (5, 6)
+  with pytest.raises(ValueError, match=r'config.dataset.synthetic.shape=\(5, 6\)'):
+    data.load(cfg, 0)
