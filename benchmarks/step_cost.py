@@ -52,22 +52,8 @@ def build(config, devices=None) -> Built:
   ds, comps, state, _, _ = train.setup(config, mesh)
   state = parallel.replicate(state, mesh)
   train_step, _ = steps_lib.compile_steps(comps, mesh)
-  it = ds.train_iterator('train', config.batch_size, config.seed)
-  extra = {}
-  if comps.feeds_hpo_batch:
-    extra['hpo'] = ds.train_iterator('val' if comps.hpo.objective == 'val' else 'train',
-                                     config.batch_size, config.seed + 1)
-  if comps.feeds_arch_batch:
-    extra['arch'] = ds.train_iterator('val', config.batch_size, config.seed + 2)
-
-  def batch():
-    b = next(it)
-    for name, other in extra.items():
-      o = next(other)
-      b.update({f'{name}_image': o['image'], f'{name}_label': o['label']})
-    return parallel.shard_batch(b, mesh)
-
-  batches = [batch() for _ in range(4)]
+  it = train.Batches(ds, comps, config)  # every batch the components declare
+  batches = [parallel.shard_batch(next(it), mesh) for _ in range(4)]
   box = {'state': state, 'i': 0}
 
   def run_one():

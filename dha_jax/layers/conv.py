@@ -24,7 +24,6 @@ impl names:
   'auto'   (default) 'mixed' on cpu, 'xla' on gpu/tpu.
 """
 
-import contextlib
 import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -34,11 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dha_jax.layers import precision
+from dha_jax.layers import precision, trace_default
 
 IMPLS = ('auto', 'xla', 'im2col', 'mixed')
 _CPU_DEFAULT = 'mixed'
-_DEFAULT = ['auto']
 # Batch chunks hold about this many bytes of input + output (+ im2col patches):
 # about the best measured on a 2-core EPYC (benchmarks/conv_impls.py --variants).
 _CHUNK_BYTES = 3 << 20
@@ -53,26 +51,13 @@ def _check(name):
   return name
 
 
-def set_default_impl(name: str):
-  _DEFAULT[0] = _check(name)
-
-
-def get_default_impl() -> str:
-  return _DEFAULT[0]
-
-
-@contextlib.contextmanager
-def use_impl(name: str):
-  """Temporarily change the default impl (read at trace time: jit inside)."""
-  old, _DEFAULT[0] = _DEFAULT[0], _check(name)
-  try:
-    yield
-  finally:
-    _DEFAULT[0] = old
+_DEFAULT = trace_default.TraceDefault(_check, 'auto')
+# the process-wide impl (read at trace time: use_impl temporarily, jit inside)
+set_default_impl, get_default_impl, use_impl = _DEFAULT.set, _DEFAULT.get, _DEFAULT.use
 
 
 def _resolve(impl: Optional[str]) -> str:
-  impl = _check(impl or _DEFAULT[0])
+  impl = _check(impl or get_default_impl())
   if impl == 'auto':
     return _CPU_DEFAULT if jax.default_backend() == 'cpu' else 'xla'
   return impl

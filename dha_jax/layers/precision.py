@@ -9,13 +9,12 @@ every loss, tau / alpha / eta and their gradients, and the augmentation (it runs
 the network). Read at trace time, like the conv formulation (dha_jax/layers/conv.py).
 """
 
-import contextlib
-
 import jax
 import jax.numpy as jnp
 
+from dha_jax.layers import trace_default
+
 NAMES = ('float32', 'bfloat16', 'auto')
-_DEFAULT = [jnp.float32]
 
 
 def resolve(name: str):
@@ -28,19 +27,5 @@ def resolve(name: str):
   return jnp.dtype(name).type
 
 
-def set_compute_dtype(name: str):
-  _DEFAULT[0] = resolve(name)
-
-
-def compute_dtype():
-  return _DEFAULT[0]
-
-
-@contextlib.contextmanager
-def use(name: str):
-  """Temporarily change the compute dtype (read at trace time: jit inside)."""
-  old, _DEFAULT[0] = _DEFAULT[0], resolve(name)
-  try:
-    yield
-  finally:
-    _DEFAULT[0] = old
+_DEFAULT = trace_default.TraceDefault(resolve, 'float32')
+set_compute_dtype, compute_dtype, use = _DEFAULT.set, _DEFAULT.get, _DEFAULT.use
