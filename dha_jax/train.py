@@ -115,12 +115,17 @@ class StepCache:
   def __init__(self, comps, mesh):
     self.comps, self.mesh, self.steps = comps, mesh, {}
 
-  def __call__(self, state):
+  def components(self, state):
+    """(static key, the components with the strategy specialised to it) for `state`."""
     strategy = self.comps.strategy
     key = strategy.static_key(jax.device_get(state.nas_state))
+    specialized = strategy if key is None else strategy.specialize(key)
+    return key, self.comps.with_strategy(specialized)
+
+  def __call__(self, state):
+    key, comps = self.components(state)
     if key not in self.steps:
-      specialized = strategy if key is None else strategy.specialize(key)
-      self.steps[key] = steps.compile_steps(self.comps.with_strategy(specialized), self.mesh)
+      self.steps[key] = steps.compile_steps(comps, self.mesh)
     return self.steps[key]
 
 

@@ -9,6 +9,7 @@ import pytest
 from dha_jax import models, parallel, steps, train
 from dha_jax.layers import conv, precision
 
+import slow
 from test_dha import dha_config
 
 # bf16 keeps 8 significand bits (a rounding is within 2^-9 relative). The first step's
@@ -37,7 +38,11 @@ def _configs():
           'dha': dha_config('dha/dsnas')}
 
 
-@pytest.mark.parametrize('name', ['plain', 'dsnas', 'ista', 'dha'])
+FULL_DHA = slow.opt_in('full DHA compiled twice: ~4 CPU-minutes',
+                       "the 'dsnas' row (its network) and test_dha")
+
+
+@pytest.mark.parametrize('name', ['plain', 'dsnas', 'ista', pytest.param('dha', marks=FULL_DHA)])
 def test_bf16_step_matches_float32_and_keeps_a_float32_state(name):
   f32, m32, text32 = _one_step(_configs()[name], 'float32')
   bf16, m16, text16 = _one_step(_configs()[name], 'bfloat16')

@@ -248,6 +248,8 @@ def test_process_clock_stops_a_run(tmp_path):
   c.time_budget_sets_horizon = False  # the clock, not a pilot's horizon, ends the run
   result = train.train_and_evaluate(c, str(tmp_path))
   assert 0 < result['steps'] < 10**6
-  assert 3.0 <= result['train_time_s'] < 3.0 + 5.0  # stops at the first check past it
+  # stops at the first check past it: checks follow every step, and the first step holds
+  # the compile (CPU seconds that grow under load: 8.2 s seen with 3 jobs on 2 cores)
+  assert 3.0 <= result['train_time_s'] < max(3.0, result['compile_s']) + 5.0
   events = [r for r in metrics_io.read_rows(str(tmp_path)) if r.get('event') == 'time_budget']
   assert len(events) == 1 and events[0]['train_time_s'] >= 3.0

@@ -21,6 +21,8 @@ from ml_collections import config_flags
 
 from dha_jax import compare, experiments, metrics_io, nas, train
 
+import slow
+
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sequential_config.py')
 
 
@@ -57,8 +59,8 @@ def test_darts_hands_its_genotype_to_darts_fixed_without_training():
   assert fixed.summary({}, {})['architecture']['genotype'] == _without_search_weights(derived)
 
 
-SLOW = pytest.mark.skipif(not os.environ.get('DHA_SLOW_TESTS'),
-                          reason='the DARTS supernet step: ~2 CPU-minutes; DHA_SLOW_TESTS=1')
+SLOW = slow.opt_in('the DARTS supernet step: ~2 CPU-minutes',
+                   'the DARTS genotype hand-over test above')
 
 
 @pytest.mark.parametrize('strategy', ['dsnas', 'ista', pytest.param('darts', marks=SLOW)])
