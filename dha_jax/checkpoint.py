@@ -28,7 +28,8 @@ MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', '
 # when the new config keeps that value (any other value is a different run).
 ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NAMES),
                 'dataset.synthetic.shape': [32, 32, 3], 'dataset.synthetic.num_classes': 10,
-                'dataset.synthetic.size': 1024, 'compute_dtype': 'float32'}
+                'dataset.synthetic.size': 1024, 'compute_dtype': 'float32',
+                'nas.cell_space': 'darts'}
 
 
 class IncompatibleCheckpoint(ValueError):

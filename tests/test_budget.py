@@ -165,7 +165,8 @@ def test_search_cap_fixes_every_layer_at_its_fraction(tmp_path):
 
 
 def test_random_cell_genotype_is_seeded_in_space_and_in_budget():
-  draws = [darts.random_genotype(np.random.default_rng([s, 5])) for s in (0, 0, 1)]
+  space = darts_space.DARTS
+  draws = [darts.random_genotype(space, np.random.default_rng([s, 5])) for s in (0, 0, 1)]
   assert draws[0] == draws[1] and draws[0] != draws[2]
   for g in draws:
     for cell in ('normal', 'reduce'):
@@ -175,7 +176,7 @@ def test_random_cell_genotype_is_seeded_in_space_and_in_budget():
         assert len(set(inputs)) == 2 and max(inputs) < darts_space.num_inputs(i)
   # uniform: over many draws every op and every input of node 3 appears
   gen = np.random.default_rng(0)
-  cols = np.array([darts.random_genotype(gen).edges('normal')[3] for _ in range(400)])
+  cols = np.array([darts.random_genotype(space, gen).edges('normal')[3] for _ in range(400)])
   assert set(np.unique(cols % darts_space.NUM_OPS)) == set(range(darts_space.NUM_OPS))
   assert set(np.unique(cols // darts_space.NUM_OPS)) == set(range(5))
 

@@ -79,7 +79,7 @@ def test_child_size_by_sum_equals_the_childs_own_init():
   spec = ds.make_spec(_tiny_darts_config().nas, 0.9)
   gen = np.random.default_rng(0)
   for _ in range(4):
-    g = darts.random_genotype(gen)
+    g = darts.random_genotype(ds.DARTS, gen)
     net = ds.DartsNet(spec, 10, g.edges('normal'), g.edges('reduce'), bn_axis_name=None)
     shapes = jax.eval_shape(lambda x, net=net: net.init(jax.random.PRNGKey(0), x,
                                                         train=False),
@@ -89,10 +89,10 @@ def test_child_size_by_sum_equals_the_childs_own_init():
 
 
 def test_darts_top2_rule():
-  p = np.full((darts.NUM_EDGES, 7), 0.1)
+  p = np.full((ds.DARTS.num_edges, 7), 0.1)
   p[0, 3] = p[1, 6] = 0.5            # node 0: inputs 0, 1
   p[2, 2], p[3, 4], p[4, 0] = 0.3, 0.6, 0.7  # node 1: inputs 1 and 2 win over input 0
-  g = darts.top2_genotype(p, p)
+  g = darts.top2_genotype(ds.DARTS, p, p)
   assert g.normal[:2] == (('sep_conv_3x3', 0), ('dil_conv_5x5', 1))
   assert g.normal[2:4] == (('sep_conv_5x5', 1), ('max_pool_3x3', 2))
   assert g.normal_weights[2:4] == (0.6, 0.7)
@@ -117,7 +117,7 @@ def test_alpha_gradient_equals_finite_differences():
   w = jax.random.normal(jax.random.PRNGKey(2), (4, 10))
   with conv.use_impl('xla'):
     v = s.net.init(jax.random.PRNGKey(0), x, train=False)
-    arch = {t: 0.5 * jax.random.normal(jax.random.PRNGKey(3 + i), (darts.NUM_EDGES, 7))
+    arch = {t: 0.5 * jax.random.normal(jax.random.PRNGKey(3 + i), (ds.DARTS.num_edges, 7))
             for i, t in enumerate(('normal', 'reduce'))}
     loss = jax.jit(lambda a: jnp.sum(w * s.apply(v['params'], v['batch_stats'], a, {}, x,
                                                  None, False)[0]))

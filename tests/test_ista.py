@@ -73,7 +73,7 @@ def test_recovery_on_the_ista_shapes_matches_an_independent_solver():
   rng = np.random.default_rng(0)
   lam = ista.default_config().lam
   for i in range(4):
-    n = ista.valid_columns(i)
+    n = ista.valid_columns(ds.DARTS, i)
     for _ in range(50):
       A, b = rng.standard_normal((7, n)) / np.sqrt(7), 0.1 * rng.standard_normal(7)
       x, ref = ista.lasso(A, b, lam), _reference_lasso(A, b, lam)
@@ -83,7 +83,7 @@ def test_recovery_on_the_ista_shapes_matches_an_independent_solver():
       assert gap <= 1e-9 * primal, (i, gap, primal)
       codes = np.zeros((2, 2, 4, 35))
       codes[0, 0, i, :n], codes[1, 0, i, :n] = x, ref
-      ours, theirs = (ista.select_support(c)[0, i] for c in codes)
+      ours, theirs = (ista.select_support(ds.DARTS, c)[0, i] for c in codes)
       np.testing.assert_array_equal(ours, theirs)
 
 
@@ -98,10 +98,10 @@ def test_lasso_recovers_a_sparse_code_exactly_when_well_posed():
 
 def test_weights_formula_and_gradient_through_A():
   rng = np.random.default_rng(1)
-  A = ista.measurement_matrices(3)
+  A = ista.measurement_matrices(ds.DARTS, 3)
   b = rng.standard_normal((2, 4, 7)).astype(np.float32)
   x = np.asarray(ista.lasso(A, b, 1e-5))
-  support = ista.select_support(x)
+  support = ista.select_support(ds.DARTS, x)
   W = np.asarray(ista.edge_weights(jnp.asarray(b), A, x, support))
   c = rng.standard_normal(W.shape).astype(np.float32)
   grad = np.asarray(jax.grad(lambda v: jnp.sum(c * ista.edge_weights(v, A, x, support)))(
@@ -126,13 +126,13 @@ def test_support_rule_distinct_edges_every_op_reachable():
   x[0, 0, 7 + 6] = 1.0                  # dil_conv_5x5 on input 1
   x[0, 3, 4 * 7 + 6] = -9.0             # node 3, input 4, dil_conv_5x5 (negative counts)
   x[0, 3, 2 * 7 + 2] = 3.0
-  s = ista.select_support(x)
+  s = ista.select_support(ds.DARTS, x)
   assert tuple(s[0, 0]) == (0, 13)
   assert tuple(s[0, 3]) == (16, 34)
   g = ds.Genotype.from_edges(*ista.edges_of(s))
   assert g.normal[0:2] == (('max_pool_3x3', 0), ('dil_conv_5x5', 1))
   assert ('dil_conv_5x5', 4) in g.normal[6:8]
-  rand = ista.select_support(np.random.default_rng(0).standard_normal((2, 4, 35)))
+  rand = ista.select_support(ds.DARTS, np.random.default_rng(0).standard_normal((2, 4, 35)))
   for t in range(2):
     for i in range(4):
       j = rand[t, i] // 7
@@ -236,7 +236,7 @@ def test_budget_rejects_a_larger_support(small, monkeypatch):
   x_big = np.zeros((2, 4, 35), np.float32)
   x_big[:, :, [6, 13]] = (1.0, 0.9)
   b_big = np.einsum('tnmk,tnk->tnm', np.asarray(ns['A']), x_big)
-  candidate = ista.select_support(s.recover(b_big, ns['A']))
+  candidate = ista.select_support(s.space, s.recover(b_big, ns['A']))
   size, old_size = s.params_of(candidate), s.params_of(np.asarray(ns['support']))
   assert size > old_size
   state = _State({'net': net, 'arch': {'b': jnp.asarray(b_big)}}, ns)

@@ -11,7 +11,8 @@
 
 CellStrategy holds what the three cell strategies (these two and ista.ISTA) share: the
 network call (auxiliary logits, drop-path after the search), the derived child, the
-summary and the cell picture.
+summary and the cell picture. The cell's ops and nodes are config.nas.cell_space's
+(self.space, cell_space.py): '7 ops', '14 edges' above are the 'darts' space's.
 """
 
 import jax
@@ -34,11 +35,11 @@ def settings(nas_config, defaults, name):
 class CellStrategy(base.Strategy):
   """Common part of the cell-space strategies (dha_jax/nas/base.py); each subclass
   supplies init, apply, optimizer, searching, genotype_of, metrics."""
-  space_name = 'darts'
 
   def __init__(self, config, num_classes, image_shape, nas_defaults, name):
     self.cfg = settings(config.nas, nas_defaults, name)
     self.spec = darts_space.make_spec(self.cfg, config.model.bn_momentum)
+    self.space = self.spec.space  # the cell's ops and nodes (config.nas.cell_space)
     self.num_classes = num_classes
     self.image_shape = tuple(image_shape)
     self.aux_weight = float(self.cfg.auxiliary_weight)
@@ -67,15 +68,16 @@ class CellStrategy(base.Strategy):
     return jnp.where(searching, 0.0, float(self.cfg.drop_path))
 
   def supernet(self, bn_axis_name='data'):
-    edges = darts_space.all_edges()
+    edges = self.space.all_edges()
     return darts_space.DartsNet(self.spec, self.num_classes, edges, edges,
                        bn_axis_name=bn_axis_name)
 
   # ----------------------------------------------------------- the derived network
 
   def num_child_params(self, genotype):
-    return darts_space.count_params(self.spec, self.num_classes, genotype.edges('normal'),
-                           genotype.edges('reduce'), self.image_shape)
+    return darts_space.count_params(self.spec, self.num_classes,
+                                    genotype.edges('normal', self.space),
+                                    genotype.edges('reduce', self.space), self.image_shape)
 
   def child_module(self, genotype_json):
     genotype = darts_space.Genotype.from_json(genotype_json)
@@ -96,7 +98,7 @@ class CellStrategy(base.Strategy):
   def summary(self, arch, nas_state):
     g = self.genotype_of(arch, nas_state)
     params = self.num_child_params(g)
-    out = {'genotype': g.to_json(), 'genotype_str': str(g), 'space': self.space_name,
+    out = {'genotype': g.to_json(), 'genotype_str': str(g), 'space': self.space.name,
            'params': params, 'channels': self.spec.channels, 'layers': self.spec.layers}
     return {'architecture': out, 'child_mparams': params / 1e6}
 
@@ -128,30 +130,28 @@ def darts_config():
   return n
 
 
-def node_rows(i):
-  """alpha rows (edges) of node i: 2 + 3 + ... in node order."""
-  start = sum(darts_space.num_inputs(k) for k in range(i))
-  return slice(start, start + darts_space.num_inputs(i))
+def node_rows(space, i):
+  """alpha rows (edges) of node i: 2 + 3 + ... in node order (space.num_edges in all)."""
+  start = sum(space.num_inputs(k) for k in range(i))
+  return slice(start, start + space.num_inputs(i))
 
 
-NUM_EDGES = sum(darts_space.num_inputs(i) for i in range(darts_space.NUM_NODES))
-
-
-def top2_genotype(p_normal, p_reduce) -> darts_space.Genotype:
-  """The DARTS rule on op probabilities [14, 7]: per node the 2 inputs whose best op is
-  strongest, each with that op; the op's probability is kept as the child's edge weight."""
+def top2_genotype(space, p_normal, p_reduce) -> darts_space.Genotype:
+  """The DARTS rule on op probabilities [num_edges, num_ops] ([14, 7] in DARTS): per
+  node the 2 inputs whose best op is strongest, each with that op; the op's probability
+  is kept as the child's edge weight."""
   edges, weights = [], []
   for p in (np.asarray(p_normal), np.asarray(p_reduce)):
     cell_e, cell_w = [], []
-    for i in range(darts_space.NUM_NODES):
-      rows = p[node_rows(i)]
+    for i in range(space.num_nodes):
+      rows = p[node_rows(space, i)]
       best = np.argsort(-rows.max(-1), kind='stable')[:2]
       best = sorted(int(j) for j in best)
-      cell_e.append(tuple(j * darts_space.NUM_OPS + int(np.argmax(rows[j])) for j in best))
+      cell_e.append(tuple(j * space.num_ops + int(np.argmax(rows[j])) for j in best))
       cell_w.extend(float(rows[j].max()) for j in best)
     edges.append(tuple(cell_e))
     weights.append(cell_w)
-  return darts_space.Genotype.from_edges(edges[0], edges[1], weights[0], weights[1])
+  return darts_space.Genotype.from_edges(edges[0], edges[1], weights[0], weights[1], space)
 
 
 class DARTS(CellStrategy):
@@ -167,16 +167,16 @@ class DARTS(CellStrategy):
     k_net, k_alpha = jax.random.split(rng)
     v = darts_space.init_variables(self.net, k_net, dummy)
     ka, kb = jax.random.split(k_alpha)
-    shape = (NUM_EDGES, darts_space.NUM_OPS)
+    shape = (self.space.num_edges, self.space.num_ops)
     arch = {'normal': self.cfg.alpha_init_std * jax.random.normal(ka, shape),
             'reduce': self.cfg.alpha_init_std * jax.random.normal(kb, shape)}
     return v['params'], v.get('batch_stats', {}), arch, {}
 
-  @staticmethod
-  def edge_weights(arch):
-    """Per cell type, per node: softmax over ops of each input edge, flattened j*7+o."""
-    return tuple(tuple(jax.nn.softmax(arch[t][node_rows(i)], -1).reshape(-1)
-                       for i in range(darts_space.NUM_NODES)) for t in ('normal', 'reduce'))
+  def edge_weights(self, arch):
+    """Per cell type, per node: softmax over ops of each input edge, flattened j*7+o
+    (space.column)."""
+    return tuple(tuple(jax.nn.softmax(arch[t][node_rows(self.space, i)], -1).reshape(-1)
+                       for i in range(self.space.num_nodes)) for t in ('normal', 'reduce'))
 
   def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
     return self.run(self.net, net, batch_stats, images, self.edge_weights(arch), None,
@@ -194,7 +194,7 @@ class DARTS(CellStrategy):
 
   def genotype_of(self, arch, nas_state):
     p = self.probabilities(arch)
-    return top2_genotype(p['normal'], p['reduce'])
+    return top2_genotype(self.space, p['normal'], p['reduce'])
 
   def metrics(self, arch, nas_state):
     out = self.base_metrics(self.genotype_of(arch, nas_state))
@@ -217,17 +217,17 @@ def fixed_config():
   return n
 
 
-def random_genotype(rng: np.random.Generator) -> darts_space.Genotype:
+def random_genotype(space, rng: np.random.Generator) -> darts_space.Genotype:
   """Uniform over the space the cell strategies search: per cell type and node, 2
-  distinct input edges, each with one of the 7 ops (the support ISTA selects)."""
-  cells, k = [], darts_space.NUM_OPS
+  distinct input edges, each with one of the space's ops (the support ISTA selects)."""
+  cells, k = [], space.num_ops
   for _ in range(2):
     nodes = []
-    for i in range(darts_space.NUM_NODES):
-      inputs = rng.choice(darts_space.num_inputs(i), size=2, replace=False)
+    for i in range(space.num_nodes):
+      inputs = rng.choice(space.num_inputs(i), size=2, replace=False)
       nodes.append(tuple(sorted(int(j) * k + int(rng.integers(k)) for j in inputs)))
     cells.append(tuple(nodes))
-  return darts_space.Genotype.from_edges(*cells)
+  return darts_space.Genotype.from_edges(*cells, space=space)
 
 
 class DartsFixed(CellStrategy):
@@ -238,7 +238,7 @@ class DartsFixed(CellStrategy):
     if self.cfg.genotype == 'random':  # drawn with the run's seed, within the budget
       gen = np.random.default_rng([int(config.seed), 5])
       self.genotype = random_control.draw_within_budget(
-          lambda: random_genotype(gen), self.num_child_params,
+          lambda: random_genotype(self.space, gen), self.num_child_params,
           float(self.cfg.budget_mparams) * 1e6, 'config.nas.budget_mparams')
     else:
       self.genotype = darts_space.parse_genotype(self.cfg.genotype)

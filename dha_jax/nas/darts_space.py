@@ -11,6 +11,11 @@ columns per node: all (i+2)*7 of them (the supernet: DARTS, ISTA's masked fallba
 2 of a genotype (the sparse ISTA network and the derived child). Parameters are named by
 (cell, node, input, op), so a child's weights are the supernet's, restricted.
 
+The ops and the number of nodes are those of the network's CellSpace (Spec.space,
+config.nas.cell_space; cell_space.py): the numbers above are the 'darts' space's,
+registered here. The module constants (NUM_NODES, CONCAT, num_inputs, ...) are that
+space's, for the genotype table; nothing that builds a network reads them.
+
 `traced=True` runs the supernet with the 2 columns of every node given as traced ints
 (ISTA's support read from its state inside one compiled step, `traced_nodes`): a cell's 8
 (input, op) slots are one lax.scan whose body picks the input state and the edge's
@@ -34,25 +39,19 @@ import numpy as np
 
 from dha_jax.layers import conv
 from dha_jax.models import common
-from dha_jax.nas import choice_space, darts_ops
-from dha_jax.nas.darts_ops import NUM_OPS, OPS
+from dha_jax.nas import cell_space, choice_space, darts_ops
+from dha_jax.nas.cell_space import CellSpace
+from dha_jax.nas.darts_ops import NUM_OPS, OPS  # noqa: F401  (the 'darts' space's ops)
 
-NUM_NODES = 4
-CONCAT = (2, 3, 4, 5)
+DARTS = cell_space.register(CellSpace('darts', darts_ops.OPS, num_nodes=4))
+
+# the 'darts' space's sizes under their old names (the genotype table below, callers)
+NUM_NODES = DARTS.num_nodes
+CONCAT = DARTS.concat
+num_inputs = DARTS.num_inputs
+all_edges = DARTS.all_edges
+column = DARTS.column
 Edges = Tuple[Tuple[int, ...], ...]  # per node: the column indices it evaluates
-
-
-def num_inputs(node: int) -> int:
-  return node + 2
-
-
-def all_edges() -> Edges:
-  """Every (input, op) column of every node: the weighted-sum supernet."""
-  return tuple(tuple(range(num_inputs(i) * NUM_OPS)) for i in range(NUM_NODES))
-
-
-def column(op: str, j: int) -> int:
-  return j * NUM_OPS + OPS.index(op)
 
 
 # --------------------------------------------------------------------- genotype
@@ -69,20 +68,24 @@ class Genotype(NamedTuple):
   normal_weights: Optional[Tuple[float, ...]] = None
   reduce_weights: Optional[Tuple[float, ...]] = None
 
-  def edges(self, cell: str) -> Edges:
+  def edges(self, cell: str, space: CellSpace = DARTS) -> Edges:
+    """The columns of `cell`'s nodes in `space` (an error if a pair is not in it)."""
     pairs = self.normal if cell == 'normal' else self.reduce
-    if len(pairs) != 2 * NUM_NODES:
-      raise ValueError(f'a genotype needs 2 (op, input) pairs per node, got {pairs}')
-    cols = [column(op, j) for op, j in pairs]
-    for i in range(NUM_NODES):
+    if len(pairs) != 2 * space.num_nodes:
+      raise ValueError(f'a genotype of the {space.name!r} space needs 2 (op, input) '
+                       f'pairs per node ({space.num_nodes} nodes), got {pairs}')
+    for i in range(space.num_nodes):
       for op, j in pairs[2 * i: 2 * i + 2]:
-        if op not in OPS or not 0 <= j < num_inputs(i):
-          raise ValueError(f'node {i}: ({op!r}, {j}) is not in the DARTS space')
-    return tuple(tuple(cols[2 * i: 2 * i + 2]) for i in range(NUM_NODES))
+        if op not in space.ops or not 0 <= j < space.num_inputs(i):
+          raise ValueError(f'node {i}: ({op!r}, {j}) is not in the {space.name.upper()} '
+                           f'space (ops {space.ops})')
+    cols = [space.column(op, j) for op, j in pairs]
+    return tuple(tuple(cols[2 * i: 2 * i + 2]) for i in range(space.num_nodes))
 
   def weights(self, cell: str):
     w = self.normal_weights if cell == 'normal' else self.reduce_weights
-    return None if w is None else tuple(tuple(w[2 * i: 2 * i + 2]) for i in range(NUM_NODES))
+    return None if w is None else tuple(tuple(w[2 * i: 2 * i + 2])
+                                        for i in range(len(w) // 2))
 
   def to_json(self) -> dict:
     out = {'normal': [[op, int(j)] for op, j in self.normal],
@@ -105,11 +108,12 @@ class Genotype(NamedTuple):
 
   @classmethod
   def from_edges(cls, normal: Edges, reduce: Edges, normal_weights=None,
-                 reduce_weights=None) -> 'Genotype':
-    pairs = lambda edges: tuple((OPS[c % NUM_OPS], c // NUM_OPS) for n in edges for c in n)
+                 reduce_weights=None, space: CellSpace = DARTS) -> 'Genotype':
+    """The genotype of these columns of `space` (its nodes all concatenated)."""
+    pairs = lambda edges: tuple(space.pair(c) for n in edges for c in n)
     flat = lambda w: None if w is None else tuple(float(v) for v in np.ravel(w))
-    return cls(pairs(normal), CONCAT, pairs(reduce), CONCAT, flat(normal_weights),
-               flat(reduce_weights))
+    return cls(pairs(normal), space.concat, pairs(reduce), space.concat,
+               flat(normal_weights), flat(reduce_weights))
 
   def __str__(self):
     def cell(pairs, concat, weights):
@@ -164,6 +168,7 @@ class Spec:
   affine: bool = True
   pool_bn: bool = False
   bn_momentum: float = 0.9
+  space: CellSpace = DARTS     # the ops and nodes of the cells
 
   def reductions(self):
     return tuple(sorted({self.layers // 3, 2 * self.layers // 3}))
@@ -183,6 +188,7 @@ def space_config() -> ml_collections.ConfigDict:
   n.drop_path = 0.2             # after the search only (0: off)
   n.affine = True               # BN scale/bias inside the ops
   n.pool_bn = False             # non-affine BN after the pooling ops
+  n.cell_space = 'darts'        # the cell's ops and nodes: a name in cell_space.SPACES
   return n
 
 
@@ -191,7 +197,7 @@ def make_spec(n, bn_momentum) -> Spec:
     raise ValueError(f"config.nas.stem={n.stem!r}: use 'cifar' or 'imagenet'")
   return Spec(int(n.channels), int(n.layers), n.stem, int(n.stem_multiplier),
               float(n.auxiliary_weight) > 0, bool(n.affine), bool(n.pool_bn),
-              float(bn_momentum))
+              float(bn_momentum), cell_space.get(n.cell_space))
 
 
 class Cell(nn.Module):
@@ -200,13 +206,14 @@ class Cell(nn.Module):
   reduction: bool
   reduction_prev: bool
   edges: Edges
-  concat: Tuple[int, ...] = CONCAT
+  concat: Optional[Tuple[int, ...]] = None  # None: every node (spec.space.concat)
   bn_axis_name: Optional[str] = None
   traced: bool = False
 
   @nn.compact
   def __call__(self, s0, s1, weights, drop_rate, rng, train, columns=None):
     sp, c = self.spec, self.channels
+    concat = sp.space.concat if self.concat is None else self.concat
     bn = dict(affine=sp.affine, bn_axis_name=self.bn_axis_name, bn_momentum=sp.bn_momentum)
     if self.reduction_prev:
       s0 = darts_ops.FactorizedReduce(c, name='pre0', **bn)(s0, train)
@@ -223,28 +230,34 @@ class Cell(nn.Module):
                                       self.bn_axis_name)
       if train and self.is_mutable_collection('batch_stats') and new_stats:
         self.put_variable('batch_stats', OPS_KEY, new_stats)
-      return jnp.concatenate([(states + list(nodes))[k] for k in self.concat], -1)
+      return jnp.concatenate([(states + list(nodes))[k] for k in concat], -1)
     for i, cols in enumerate(self.edges):
       total = 0.0
       for e, col in enumerate(cols):
-        j, op = col // NUM_OPS, OPS[col % NUM_OPS]
+        op, j = sp.space.pair(col)
         stride = 2 if self.reduction and j < 2 else 1
         h = darts_ops.make_op(op, c, stride, pool_bn=sp.pool_bn, name=f'node{i}_in{j}_{op}',
                               **bn)(states[j], train)
         if drop_rate is not None and rng is not None and not darts_ops.is_identity(op, stride):
-          h = darts_ops.drop_path(h, drop_rate, jax.random.fold_in(rng, 64 * i + col))
+          h = darts_ops.drop_path(h, drop_rate,
+                                  jax.random.fold_in(rng, _path_key(sp.space, i, col)))
         if weights is not None and weights[i] is not None:
           h = h * jnp.asarray(weights[i][e], h.dtype)
         total = total + h
       states.append(total)
-    return jnp.concatenate([states[k] for k in self.concat], -1)
+    return jnp.concatenate([states[k] for k in concat], -1)
 
 
-def _edge_groups(reduction):
+def _path_key(space, i, col):
+  """The drop-path key of node i's column col (64 * i + col in the DARTS space)."""
+  return max(64, space.max_columns) * i + col
+
+
+def _edge_groups(space: CellSpace, reduction):
   """A cell's (node, input) edges by what their ops compute: one group in a normal cell;
   in a reduction cell the stride-2 edges from the cell inputs (j < 2) and the stride-1
   edges between nodes (other shapes). Per group: (edges, stride)."""
-  edges = [(i, j) for i in range(NUM_NODES) for j in range(num_inputs(i))]
+  edges = [(i, j) for i in range(space.num_nodes) for j in range(space.num_inputs(i))]
   if not reduction:
     return ((tuple(edges), 1),)
   return (tuple(e for e in edges if e[1] < 2), 2), (tuple(e for e in edges if e[1] >= 2), 1)
@@ -278,8 +291,8 @@ def pack(tree, spec: Spec):
       continue
     new = {n: v for n, v in cell.items() if not n.startswith('node')}
     ops = {}
-    for g, (edges, _) in enumerate(_edge_groups(k in spec.reductions())):
-      for op in OPS:
+    for g, (edges, _) in enumerate(_edge_groups(spec.space, k in spec.reductions())):
+      for op in spec.space.ops:
         trees = [cell.get(_op_name(i, j, op)) for i, j in edges]
         if trees[0] is not None:
           ops[_group_name(g, op)] = jax.tree_util.tree_map(
@@ -298,8 +311,8 @@ def unpack(tree, spec: Spec):
     if cell is None or OPS_KEY not in cell:
       continue
     new = {n: v for n, v in cell.items() if n != OPS_KEY}
-    for g, (edges, _) in enumerate(_edge_groups(k in spec.reductions())):
-      for op in OPS:
+    for g, (edges, _) in enumerate(_edge_groups(spec.space, k in spec.reductions())):
+      for op in spec.space.ops:
         packed = cell[OPS_KEY].get(_group_name(g, op))
         if packed is None:
           continue
@@ -313,38 +326,41 @@ def unpack(tree, spec: Spec):
 
 def pack_index(tree, spec: Spec):
   """For every leaf of a packed tree: None outside the node ops, else the (node, column)
-  of each of its edges in order: ((i, j * 7 + o), ...) (what ISTA's mask reads)."""
+  of each of its edges in order: ((i, space.column(op, j)), ...) (ISTA's mask reads it)."""
   def index(path, _):
     names = [str(getattr(p, 'key', p)) for p in path]
     if len(names) < 3 or names[1] != OPS_KEY:
       return None
     g, op = names[2][1:].split('_', 1)
-    edges = _edge_groups(int(names[0][4:]) in spec.reductions())[int(g)][0]
-    return tuple((i, j * NUM_OPS + OPS.index(op)) for i, j in edges)
+    edges = _edge_groups(spec.space, int(names[0][4:]) in spec.reductions())[int(g)][0]
+    return tuple((i, spec.space.column(op, j)) for i, j in edges)
   return jax.tree_util.tree_map_with_path(index, tree)
 
 
 def traced_nodes(spec: Spec, channels, reduction, s0, s1, ops, columns, weights,
                  drop_rate, rng, train, bn_axis_name):
-  """The 4 nodes of a cell whose columns are traced: columns [4, 2] ints (j * 7 + o),
-  weights [4, 2] the factors of their outputs, ops the cell's packed node ops
-  ({'params': ..., 'batch_stats': ...} of cell['ops'], see pack). Returns (4 node
-  states, the new packed statistics).
+  """The nodes of a cell whose columns are traced: columns [nodes, 2] ints (j * 7 + o in
+  the DARTS space: spec.space.column), weights [nodes, 2] the factors of their outputs,
+  ops the cell's packed node ops ({'params': ..., 'batch_stats': ...} of cell['ops'], see
+  pack). Returns (the node states, the new packed statistics).
 
-  One lax.scan over the 8 (node, slot) pairs: the input is read from a buffer of the
-  cell's states by index, the edge's weights and statistics from the packed arrays by
-  index, and the op is a lax.switch over the 7 ops (14 in a reduction cell: per group)
+  One lax.scan over the 2 * nodes (node, slot) pairs (8 in DARTS): the input is read
+  from a buffer of the cell's states by index, the edge's weights and statistics from the
+  packed arrays by index, and the op is a lax.switch over the space's ops (7 in DARTS;
+  twice as many in a reduction cell: per group)
   under choice_space.single_path(remat=True), so each slot runs one op forward and
   recomputes it in the backward pass. Unselected weights get exactly zero gradient and
   their statistics come back unchanged. The same sums, in the same order, as the static
   Cell on those columns."""
-  groups = _edge_groups(reduction)
+  space = spec.space
+  nodes, num_ops = space.num_nodes, space.num_ops
+  groups = _edge_groups(space, reduction)
   bn = dict(affine=spec.affine, pool_bn=spec.pool_bn, bn_axis_name=bn_axis_name,
             bn_momentum=spec.bn_momentum)
   count = [len(edges) for edges, _ in groups]
-  stacks = {k: tuple(tuple(ops[k].get(_group_name(g, op), {}) for op in OPS)
+  stacks = {k: tuple(tuple(ops[k].get(_group_name(g, op), {}) for op in space.ops)
                      for g in range(len(groups))) for k in ('params', 'batch_stats')}
-  rows = np.zeros((len(groups), NUM_NODES, num_inputs(NUM_NODES - 1)), np.int32)
+  rows = np.zeros((len(groups), nodes, space.num_inputs(nodes - 1)), np.int32)
   for g, (edges, _) in enumerate(groups):
     for r, (i, j) in enumerate(edges):
       rows[g, i, j] = r
@@ -363,19 +379,20 @@ def traced_nodes(spec: Spec, channels, reduction, s0, s1, ops, columns, weights,
     return f
 
   fns = [branch(g, o, darts_ops.make_op(op, channels, stride, **bn))
-         for g, (_, stride) in enumerate(groups) for o, op in enumerate(OPS)]
+         for g, (_, stride) in enumerate(groups) for o, op in enumerate(space.ops)]
   run = choice_space.single_path(fns, remat=True)
   # the states a slot reads: normal cell one buffer [s0, s1, nodes]; reduction cell the
   # inputs (stride-2 edges) and the half-resolution nodes apart
   n, hgt, wid, _ = s0.shape
   if reduction:
     inputs = jnp.stack([s0, s1])
-    buf, first = jnp.zeros((NUM_NODES, n, (hgt + 1) // 2, (wid + 1) // 2, channels),
+    buf, first = jnp.zeros((nodes, n, (hgt + 1) // 2, (wid + 1) // 2, channels),
                            s0.dtype), 0
   else:
     buf, first = jnp.concatenate([jnp.stack([s0, s1]),
-                                  jnp.zeros((NUM_NODES,) + s0.shape, s0.dtype)]), 2
+                                  jnp.zeros((nodes,) + s0.shape, s0.dtype)]), 2
   drop = drop_rate is not None and rng is not None
+  skip = space.ops.index('skip_connect') if 'skip_connect' in space.ops else -1
 
   def take(tree, row):
     return tuple(tuple(jax.tree_util.tree_map(
@@ -393,31 +410,31 @@ def traced_nodes(spec: Spec, channels, reduction, s0, s1, ops, columns, weights,
   def body(carry, xs):
     buf, acc, stats = carry
     i, col, w, second = xs
-    j, o = col // NUM_OPS, col % NUM_OPS
+    j, o = col // num_ops, col % num_ops
     if reduction:
       g = (j >= 2).astype(jnp.int32)
-      x = (inputs[jnp.minimum(j, 1)], buf[jnp.clip(j - 2, 0, NUM_NODES - 1)])
+      x = (inputs[jnp.minimum(j, 1)], buf[jnp.clip(j - 2, 0, nodes - 1)])
     else:
       g, x = jnp.zeros((), jnp.int32), (buf[j],)
     row = jnp.asarray(rows)[:, i, j]
-    h, new = run(g * NUM_OPS + o, take(stacks['params'], row), take(stats, row), x)
+    h, new = run(g * num_ops + o, take(stacks['params'], row), take(stats, row), x)
     stats = put(stats, new, row)
     if drop:  # as the static Cell: identities carry no weights and are never dropped
-      identity = (o == OPS.index('skip_connect')) & (j >= 2 if reduction else True)
+      identity = (o == skip) & (j >= 2 if reduction else True)  # no skip: never
       h = jnp.where(identity, h, darts_ops.drop_path(
-          h, drop_rate, jax.random.fold_in(rng, 64 * i + col)))
+          h, drop_rate, jax.random.fold_in(rng, _path_key(space, i, col))))
     h = h * w.astype(h.dtype)
     acc = jnp.where(second, acc + h, h)
     return (buf.at[first + i].set(acc), acc, stats), None  # slot 0 writes a partial sum
 
   columns = jnp.asarray(columns, jnp.int32).reshape(-1)
-  xs = (jnp.repeat(jnp.arange(NUM_NODES), 2), columns,
-        jnp.asarray(weights).reshape(-1), jnp.tile(jnp.asarray([False, True]), NUM_NODES))
+  xs = (jnp.repeat(jnp.arange(nodes), 2), columns,
+        jnp.asarray(weights).reshape(-1), jnp.tile(jnp.asarray([False, True]), nodes))
   acc = jnp.zeros(buf.shape[1:], s0.dtype)
   (buf, _, stats), _ = jax.lax.scan(body, (buf, acc, stacks['batch_stats']), xs)
   new_stats = {_group_name(g, op): stats[g][o] for g in range(len(groups))
-               for o, op in enumerate(OPS) if _group_name(g, op) in ops['batch_stats']}
-  return [buf[first + i] for i in range(NUM_NODES)], new_stats
+               for o, op in enumerate(space.ops) if _group_name(g, op) in ops['batch_stats']}
+  return [buf[first + i] for i in range(nodes)], new_stats
 
 
 class AuxHead(nn.Module):
@@ -445,19 +462,19 @@ class DartsNet(nn.Module):
   """The cell network. `normal` / `reduce` are the static columns per node; `weights`
   (call argument) gives per node an array of edge factors aligned with them, else the
   constant `*_weights` fields, else 1. traced=True: `weights` is (factors, columns), both
-  [2, 4, 2] (cell type, node, slot), the columns traced ints (traced_nodes). Returns
+  [2, nodes, 2] (cell type, node, slot), the columns traced ints (traced_nodes). Returns
   logits, or (logits, aux_logits) when with_aux (aux_logits None unless training with an
   auxiliary head)."""
   spec: Spec
   num_classes: int
   normal: Edges
   reduce: Edges
-  normal_concat: Tuple[int, ...] = CONCAT
-  reduce_concat: Tuple[int, ...] = CONCAT
+  normal_concat: Optional[Tuple[int, ...]] = None  # None: every node (spec.space.concat)
+  reduce_concat: Optional[Tuple[int, ...]] = None
   normal_weights: Optional[Tuple[Tuple[float, ...], ...]] = None
   reduce_weights: Optional[Tuple[Tuple[float, ...], ...]] = None
   bn_axis_name: Optional[str] = 'data'
-  traced: bool = False  # weights = (factors, columns), traced [2, 4, 2]; edges unused
+  traced: bool = False  # weights = (factors, columns), traced [2, nodes, 2]; edges unused
 
   @nn.compact
   def __call__(self, x, train=False, weights=None, drop_rate=None, rng=None, with_aux=False):
@@ -502,7 +519,8 @@ class DartsNet(nn.Module):
 
 def child_net(spec: Spec, num_classes: int, genotype: Genotype, bn_axis_name=None):
   """The derived network of a genotype (its constant edge weights included)."""
-  return DartsNet(spec, num_classes, genotype.edges('normal'), genotype.edges('reduce'),
+  return DartsNet(spec, num_classes, genotype.edges('normal', spec.space),
+                  genotype.edges('reduce', spec.space),
                   tuple(genotype.normal_concat), tuple(genotype.reduce_concat),
                   genotype.weights('normal'), genotype.weights('reduce'), bn_axis_name)
 
@@ -555,7 +573,8 @@ def _size(tree) -> int:
 def _op_sizes(spec, num_classes, image_shape):
   """({(cell, op name): parameters}, parameters outside the ops) of the supernet: a
   child's weights are the supernet's restricted to its ops, so its size is a sum."""
-  net = DartsNet(spec, num_classes, all_edges(), all_edges(), bn_axis_name=None)
+  edges = spec.space.all_edges()
+  net = DartsNet(spec, num_classes, edges, edges, bn_axis_name=None)
   shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False),
                           jax.ShapeDtypeStruct((1,) + image_shape, jnp.float32))['params']
   ops, rest = {}, 0
@@ -577,7 +596,8 @@ def count_params(spec: Spec, num_classes: int, normal: Edges, reduce: Edges,
   for k in range(spec.layers):
     for i, cols in enumerate(reduce if k in spec.reductions() else normal):
       for col in cols:
-        total += ops.get((f'cell{k}', _op_name(i, col // NUM_OPS, OPS[col % NUM_OPS])), 0)
+        op, j = spec.space.pair(col)
+        total += ops.get((f'cell{k}', _op_name(i, j, op)), 0)
   return total
 
 
@@ -585,8 +605,9 @@ def count_params(spec: Spec, num_classes: int, normal: Edges, reduce: Edges,
 
 
 def genotype_figure(genotype: Genotype, title=''):
-  """The normal and reduction cells as graphs: inputs c_{k-2}, c_{k-1}, nodes 0-3 and
-  the output, edges labelled with their op (and weight). Matplotlib, Agg backend."""
+  """The normal and reduction cells as graphs: inputs c_{k-2}, c_{k-1}, the nodes (0-3
+  in DARTS: as many as the genotype has, 2 pairs each) and the output, edges labelled
+  with their op (and weight). Matplotlib, Agg backend."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -595,11 +616,13 @@ def genotype_figure(genotype: Genotype, title=''):
     pairs = getattr(genotype, cell)
     weights = getattr(genotype, cell + '_weights')
     concat = getattr(genotype, cell + '_concat')
+    nodes = len(pairs) // 2
+    at = lambda k: k / max(nodes - 1, 1)  # the nodes on a diagonal, first to last
     pos = {0: (0.0, 0.8), 1: (0.0, 0.2)}
-    pos.update({k + 2: (0.25 + 0.17 * k, 0.9 - 0.27 * k) for k in range(NUM_NODES)})
+    pos.update({k + 2: (0.25 + 0.51 * at(k), 0.9 - 0.81 * at(k)) for k in range(nodes)})
     out = (1.0, 0.5)
     names = {0: 'c_{k-2}', 1: 'c_{k-1}'}
-    names.update({k + 2: str(k) for k in range(NUM_NODES)})
+    names.update({k + 2: str(k) for k in range(nodes)})
     for e, (op, j) in enumerate(pairs):
       a, b = pos[j], pos[e // 2 + 2]
       ax.annotate('', b, a, arrowprops=dict(arrowstyle='->', color='tab:blue', lw=1.2,

@@ -32,6 +32,10 @@ Execution (config.nas.execution):
   'masked'  the supernet (all 7 ops on every edge, zero weight off the support): the same
             outputs, the supernet's cost.
 Measured in benchmarks/ista_cost.py.
+
+The sizes above (7 ops, 4 nodes, 35 columns) are the 'darts' cell space's: every one is
+read from the strategy's space (self.spec.space, config.nas.cell_space; cell_space.py):
+M = num_ops measurements per node, N_MAX = its max_columns.
 """
 
 import copy
@@ -46,8 +50,6 @@ from dha_jax import optim
 from dha_jax.nas import darts_space
 from dha_jax.nas.darts import CellStrategy
 
-M = darts_space.NUM_OPS                         # measurements per node (rows of A)
-N_MAX = darts_space.num_inputs(darts_space.NUM_NODES - 1) * darts_space.NUM_OPS  # 35 (node 3)
 CELLS = ('normal', 'reduce')
 EXECUTIONS = ('traced', 'static', 'masked')
 
@@ -196,18 +198,21 @@ def lasso(A, b, lam, num_iters=20000, tol=1e-10):
 # --------------------------------------------------------------- support and W
 
 
-def valid_columns(node):
-  return darts_space.num_inputs(node) * M
+def valid_columns(space, node):
+  """Columns of node's code in `space` (the rest of its N_MAX = max_columns are padding)."""
+  return space.num_columns(node)
 
 
-def select_support(x):
-  """x [2, 4, 35] -> [2, 4, 2] column indices: the largest |x| of a node, then the
-  largest on another input edge; sorted. Ties go to the lower column."""
+def select_support(space, x):
+  """x [2, nodes, N_MAX] -> [2, nodes, 2] column indices ([2, 4, 35] -> [2, 4, 2] in
+  DARTS): the largest |x| of a node, then the largest on another input edge; sorted.
+  Ties go to the lower column."""
+  M = space.num_ops  # pylint: disable=invalid-name
   x = np.abs(np.asarray(x))
   out = np.zeros(x.shape[:2] + (2,), np.int32)
   for t in range(x.shape[0]):
     for i in range(x.shape[1]):
-      v = x[t, i, :valid_columns(i)]
+      v = x[t, i, :valid_columns(space, i)]
       first = int(np.argmax(v))
       other = np.where(np.arange(v.size) // M != first // M, v, -1.0)
       out[t, i] = sorted((first, int(np.argmax(other))))
@@ -265,13 +270,14 @@ def moves_per_epoch(rows):
   return dict(sorted(out.items()))
 
 
-def measurement_matrices(seed):
-  """A [2, 4, 7, 35]: N(0, 1/7) entries (unit-norm columns on average), node i using its
-  first (i+2)*7 columns, zeros after."""
-  shape = (2, darts_space.NUM_NODES, M, N_MAX)
+def measurement_matrices(space, seed):
+  """A [2, nodes, M, N_MAX] ([2, 4, 7, 35] in DARTS, M = num_ops): N(0, 1/M) entries
+  (unit-norm columns on average), node i using its first (i+2)*M columns, zeros after."""
+  M = space.num_ops  # pylint: disable=invalid-name
+  shape = (2, space.num_nodes, M, space.max_columns)
   A = np.random.default_rng(seed).standard_normal(shape) / np.sqrt(M)
-  for i in range(darts_space.NUM_NODES):
-    A[:, i, :, valid_columns(i):] = 0.0
+  for i in range(space.num_nodes):
+    A[:, i, :, valid_columns(space, i):] = 0.0
   return A.astype(np.float32)
 
 
@@ -291,11 +297,13 @@ class ISTA(CellStrategy):
     self.packed = self.cfg.execution == 'traced'  # theta in darts_space.pack's layout
     self.support_params = None  # param shapes of the support's network (specialize)
     self.net = self.supernet()
-    self.traced_net = darts_space.DartsNet(self.spec, num_classes, darts_space.all_edges(),
-                                     darts_space.all_edges(), bn_axis_name='data', traced=True)
+    edges = self.space.all_edges()
+    self.traced_net = darts_space.DartsNet(self.spec, num_classes, edges, edges,
+                                           bn_axis_name='data', traced=True)
 
   def recover(self, b, A):
-    """x of every node, float64 on the host (tiny: 8 problems of at most 7 x 35)."""
+    """x of every node, float64 on the host (tiny: 8 problems of at most 7 x 35 in
+    DARTS)."""
     return lasso(np.asarray(jax.device_get(A)), np.asarray(jax.device_get(b)),
                  float(self.cfg.lam), int(self.cfg.lasso_iters), float(self.cfg.lasso_tol))
 
@@ -303,13 +311,14 @@ class ISTA(CellStrategy):
     k_net, k_b = jax.random.split(rng)
     v = darts_space.init_variables(self.net, k_net, dummy)
     v = {k: self.pack(x) for k, x in v.items()}
-    A = measurement_matrices(self.cfg.measurement_seed)
-    b = self.cfg.code_init_std * jax.random.normal(k_b, (2, darts_space.NUM_NODES, M))
+    nodes = self.space.num_nodes
+    A = measurement_matrices(self.space, self.cfg.measurement_seed)
+    b = self.cfg.code_init_std * jax.random.normal(k_b, (2, nodes, self.space.num_ops))
     x = self.recover(b, A)
     nas_state = {'A': jnp.asarray(A), 'x': jnp.asarray(x, jnp.float32),
-                 'support': jnp.asarray(select_support(x)),
-                 'frozen': jnp.zeros((2, darts_space.NUM_NODES), bool),
-                 'moved': jnp.zeros((2, darts_space.NUM_NODES), jnp.float32),
+                 'support': jnp.asarray(select_support(self.space, x)),
+                 'frozen': jnp.zeros((2, nodes), bool),
+                 'moved': jnp.zeros((2, nodes), jnp.float32),
                  'rejected': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32)}
     return v['params'], v.get('batch_stats', {}), {'b': b}, nas_state
 
@@ -337,13 +346,13 @@ class ISTA(CellStrategy):
       normal, reduce = edges_of(self.support)
       module = darts_space.DartsNet(self.spec, self.num_classes, normal, reduce,
                                     bn_axis_name='data')
-      weights = tuple(tuple(W[t, i] for i in range(darts_space.NUM_NODES)) for t in range(2))
+      weights = tuple(tuple(W[t, i] for i in range(self.space.num_nodes)) for t in range(2))
     elif self.cfg.execution == 'traced':
       module, weights = self.traced_net, (W, jnp.asarray(support, jnp.int32))
     else:  # masked: every op runs, zero weight off the support
       module = self.net
-      weights = tuple(tuple(jnp.zeros(valid_columns(i), W.dtype).at[support[t, i]].set(
-          W[t, i]) for i in range(darts_space.NUM_NODES)) for t in range(2))
+      weights = tuple(tuple(jnp.zeros(valid_columns(self.space, i), W.dtype).at[
+          support[t, i]].set(W[t, i]) for i in range(self.space.num_nodes)) for t in range(2))
     return self.run(module, net, batch_stats, images, weights, rate, rng, train)
 
   def active_net(self, net_params):
@@ -370,7 +379,8 @@ class ISTA(CellStrategy):
     if self.support is not None or self.cfg.execution != 'traced':
       return None
     support = jnp.asarray(nas_state['support'])
-    flags = jnp.any(support[..., None] == jnp.arange(N_MAX), axis=-2)  # [2, 4, 35]
+    flags = jnp.any(support[..., None] == jnp.arange(self.space.max_columns),
+                    axis=-2)  # [2, nodes, N_MAX]
     reductions, cache = self.spec.reductions(), {}
 
     def mask(path, edges, leaf):
@@ -440,7 +450,7 @@ class ISTA(CellStrategy):
     old = np.asarray(ns['support'])
     x_new = self.recover(b, ns['A'])
     keep = frozen[..., None]
-    candidate = np.where(keep, old, select_support(x_new))
+    candidate = np.where(keep, old, select_support(self.space, x_new))
     rejected = int(ns['rejected'])
     budget = float(self.cfg.budget_mparams) * 1e6
     if budget and (candidate != old).any() and self.params_of(candidate) > budget:
@@ -477,7 +487,7 @@ class ISTA(CellStrategy):
     W = np.asarray(edge_weights(b, jnp.asarray(ns['A']), jnp.asarray(ns['x']),
                                 np.asarray(ns['support'])))
     normal, reduce = edges_of(ns['support'])
-    return darts_space.Genotype.from_edges(normal, reduce, W[0], W[1])
+    return darts_space.Genotype.from_edges(normal, reduce, W[0], W[1], self.space)
 
   def metrics(self, arch, nas_state):
     g = self.genotype_of(arch, nas_state)
