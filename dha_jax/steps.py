@@ -86,8 +86,10 @@ def make_train_step(c: Components):
     images, pol_aux = c.policy.augment(state.params['policy'], images, k_policy,
                                        sample_keys(k_policy, n), searching)
     images = preprocess.normalize(images, cfg.dataset.mean, cfg.dataset.std)
-    # Each device samples its own architecture (DSNAS); augmentations are per sample.
-    arch_key = jax.random.fold_in(k_arch, parallel.device_index())
+    # Each device samples its own architecture (DSNAS), unless the strategy draws from
+    # global indices (rng_scope 'global'); augmentations are per sample.
+    arch_key = (k_arch if c.strategy.rng_scope == 'global' else
+                jax.random.fold_in(k_arch, parallel.device_index()))
 
     def val_loss(net_params, arch):
       """Un-augmented held-out batch at the current weights (first-order DARTS)."""

@@ -31,6 +31,10 @@ class Strategy(abc.ABC):
   # True when active_net can leave weights out: the compiled step is then called with
   # only the weights it changes (sparse_update.SkipInactive); False calls it directly.
   skips_inactive = False
+  # 'device': apply() gets the step's key with the device index folded in (a draw per
+  # device); 'global': the step's key itself, from which the strategy folds in global
+  # indices (draws that do not depend on how the batch is split over devices).
+  rng_scope = 'device'
 
   # ------------------------------------------------------------------ required
 

@@ -228,7 +228,8 @@ def forward(space: Space, num_classes, variables, x, choices, scales, train,
             execution='switch_vjp', bn_axis_name='data'):
   """The supernet with layer l running only block choices[l] (a traced index), output
   scaled by scales[l]. execution: 'switch_vjp' | 'switch_remat' (single_path), 'switch'
-  (plain lax.switch: JAX's cond autodiff), 'masked' (all K). Returns (logits, new batch_stats)."""
+  (plain lax.switch: JAX's cond autodiff), 'masked' (all K). choices/scales [G, L]: a
+  path per group of the batch (_per_group). Returns (logits, new batch_stats)."""
   if execution == 'masked':
     net = ChoiceNet(space, num_classes, bn_axis_name=bn_axis_name)
     if not train:
@@ -242,6 +243,7 @@ def forward(space: Space, num_classes, variables, x, choices, scales, train,
                                 'batch_stats': s}))
   x, new = run(space.stem(bn_axis_name), params['stem'], stats['stem'], x)
   new_stats['stem'] = new['batch_stats']
+  grouped = choices is not None and jnp.ndim(choices) == 2
   for l, spec in enumerate(space.layers):
     def fn(k, spec=spec):
       def f(p, s, v):  # a candidate without variables (skip) has no entry in p and s
@@ -252,17 +254,39 @@ def forward(space: Space, num_classes, variables, x, choices, scales, train,
     fns = [fn(k) for k in range(space.num_choices)]
     name = f'layer{l}'
     if execution == 'switch':
-      x, new_stats[name] = jax.lax.switch(choices[l], fns, params[name], stats[name], x)
+      layer = lambda k, *operands, fns=fns: jax.lax.switch(k, fns, *operands)
     elif execution in ('switch_vjp', 'switch_remat'):
-      x, new_stats[name] = single_path(fns, execution == 'switch_remat')(
-          choices[l], params[name], stats[name], x)
+      layer = single_path(fns, execution == 'switch_remat')
     else:
       raise ValueError(f'execution={execution!r}; choose one of {EXECUTIONS}')
-    if scales is not None:
-      x = x * scales[l].astype(x.dtype)
+    if grouped:
+      x, new_stats[name] = _per_group(layer, choices[:, l], scales[:, l], params[name],
+                                      stats[name], x)
+    else:
+      x, new_stats[name] = layer(choices[l], params[name], stats[name], x)
+      if scales is not None:
+        x = x * scales[l].astype(x.dtype)
   x, new = run(space.head(num_classes, bn_axis_name), params['head'], stats['head'], x)
   new_stats['head'] = new['batch_stats']
   return x, new_stats
+
+
+def _per_group(layer, choices, scales, params, stats, x):
+  """A layer with its own block per group of the batch: x's leading axis split into
+  len(choices) equal groups, group g runs block choices[g] (its BatchNorms on the group's
+  statistics, as a device on its shard) and is scaled by scales[g]; the new statistics
+  are the groups' mean (what the step's pmean makes of one group per device)."""
+  g = choices.shape[0]
+  xs = x.reshape((g, x.shape[0] // g) + x.shape[1:])
+
+  def one(args):
+    k, z, v = args
+    y, new = layer(k, params, stats, v)
+    return y * z.astype(y.dtype), new
+
+  ys, new = jax.lax.map(one, (choices, scales, xs))
+  return (ys.reshape((x.shape[0],) + ys.shape[2:]),
+          jax.tree_util.tree_map(lambda a: jnp.mean(a, 0), new))
 
 
 def child_variables(tree, genotype):

@@ -1,7 +1,9 @@
 """DSNAS (METHOD.md 3a): single-path stochastic architecture search in the training step.
 
-alpha in R^{L x K}. Each step every device draws Z_l ~ OneHot(softmax(alpha_l)) from its
-own key, runs only the sampled block of every layer and scales its output by
+alpha in R^{L x K}. Each step every device (or, with config.nas.path_groups = G, each of
+G equal groups of the global batch, keyed by its global index, so that the run does not
+depend on the device count) draws Z_l ~ OneHot(softmax(alpha_l)), runs only the sampled
+block of every layer and scales its output by
     z_l = exp(log p_{l,s} - stopgrad(log p_{l,s}))     (value 1)
 so the one jax.grad of the step gives dL/dalpha_l = (dL/dZ_{l,s}) (onehot(s) - softmax(alpha_l)),
 averaged over devices with theta's gradient. A layer whose top-1 minus top-2 probability
@@ -15,7 +17,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from dha_jax import config_util, optim
+from dha_jax import config_util, optim, parallel
 from dha_jax.nas import base, choice_space, random_control
 
 
@@ -31,6 +33,9 @@ def default_config():
   n.stage_channels = ()
   n.last_channels = 0
   n.execution = 'auto'          # 'auto' | 'switch_vjp' | 'switch_remat' | 'switch' | 'masked'
+  n.path_groups = 0             # 0: a path per device; G > 0: G paths a step, each on 1/G of
+  #                               the global batch, drawn from global indices: the same
+  #                               run on any device count dividing G (not with 'masked')
   n.genotype = ()               # non-empty: train this fixed child only (no search)
   n.random_genotype = False     # True: train a child drawn uniformly with config.seed (within
   #                               `budget`): the random control of METHOD.md 3c
@@ -120,6 +125,11 @@ class DSNAS(base.Strategy):
               [len(o) for o in options]))),
           lambda g: self.costs.of(list(g))[cost], float(n.budget), 'config.nas.budget')
     self.execution = auto_execution() if n.execution == 'auto' else n.execution
+    self.path_groups = int(n.path_groups)
+    if self.path_groups < 0 or (self.path_groups and self.execution == 'masked'):
+      raise ValueError(f'config.nas.path_groups={n.path_groups}: use 0 (a path per device) '
+                       "or a positive count with a single-path execution (not 'masked')")
+    self.rng_scope = 'global' if self.path_groups else 'device'
     self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
 
   # ------------------------------------------------------------------ in the step
@@ -172,12 +182,26 @@ class DSNAS(base.Strategy):
     if self.genotype:
       logits, bs = self.forward(net, batch_stats, None, None, images, train)
       return logits, bs, {}
-    s = self.choose(arch, nas_state, rng if train else None)
     logp = jax.nn.log_softmax(self._learnable(arch, nas_state), -1)
-    logp_s = jnp.take_along_axis(logp, s[:, None], -1)[:, 0]
+    if train and self.path_groups:  # [groups of this device, L]
+      keys = jax.vmap(lambda g: jax.random.fold_in(rng, g))(self._groups(images.shape[0]))
+      s = jax.vmap(lambda k: self.choose(arch, nas_state, k))(keys)
+      logp_s = jnp.take_along_axis(logp[None], s[..., None], -1)[..., 0]
+    else:
+      s = self.choose(arch, nas_state, rng if train else None)
+      logp_s = jnp.take_along_axis(logp, s[:, None], -1)[:, 0]
     z = jnp.exp(logp_s - jax.lax.stop_gradient(logp_s))
     logits, bs = self.forward(net, batch_stats, s, z, images, train)
     return logits, bs, {'choice': s}
+
+  def _groups(self, local_batch):
+    """Global indices of this device's path groups (inside the step: static sizes)."""
+    devices = jax.lax.axis_size(parallel.AXIS)
+    local = self.path_groups // devices
+    if self.path_groups % devices or local_batch % local:
+      raise ValueError(f'config.nas.path_groups={self.path_groups} must be a multiple of '
+                       f'the {devices} devices and divide the batch ({local_batch} a device)')
+    return parallel.device_index() * local + jnp.arange(local)
 
   def arch_loss(self, arch, nas_state, aux):
     """Eq. (1)'s constraint: weight * E_p[cost] / budget while the sample exceeds it."""
@@ -185,11 +209,14 @@ class DSNAS(base.Strategy):
       return jnp.zeros(())
     table, fixed = self.costs.table(self.cfg.resource)
     table = jnp.asarray(table, jnp.float32)
-    sampled = fixed + jnp.sum(jnp.take_along_axis(table, aux['choice'][:, None], -1))
+    choice = jnp.atleast_2d(aux['choice'])  # [path groups, L]
+    sampled = fixed + jnp.sum(jnp.take_along_axis(table[None], choice[..., None], -1),
+                              axis=(1, 2))
     p = jax.nn.softmax(self._learnable(arch, nas_state), -1)
     expected = fixed + jnp.sum(p * table)
-    over = sampled > self.cfg.budget
-    return jnp.where(over, self.cfg.penalty_weight * expected / self.cfg.budget, 0.0)
+    over = sampled > self.cfg.budget  # per group, averaged as the devices' penalties are
+    return jnp.mean(jnp.where(over, self.cfg.penalty_weight * expected / self.cfg.budget,
+                              0.0))
 
   def optimizer(self):
     if self.genotype:
