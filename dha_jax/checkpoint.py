@@ -29,7 +29,7 @@ MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', '
 ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NAMES),
                 'dataset.synthetic.shape': [32, 32, 3], 'dataset.synthetic.num_classes': 10,
                 'dataset.synthetic.size': 1024, 'compute_dtype': 'float32',
-                'nas.cell_space': 'darts'}
+                'nas.cell_space': 'darts', 'nas.path_groups': 0}
 
 
 class IncompatibleCheckpoint(ValueError):
