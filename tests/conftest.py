@@ -6,12 +6,6 @@ another process (xdist workers, the command-line runs of the resume, SIGKILL and
 tests). JAX's persistent cache (compiles over 1 s) in a directory made for this run,
 shared through the environment, compiles each once; it starts empty, as on CI, and is
 removed at the end.
-
-XLA's CPU backend also compiles with LLVM's optimisations off
-(--xla_backend_optimization_level=0, --xla_llvm_disable_expensive_passes): the same
-programs and numerics, compiled ~1.45x faster in CPU time (measured on test_bf16's ISTA
-row: 185 -> 127 CPU-s), at steps the tests run a few of. The flags reach the suite's
-subprocesses through the environment.
 """
 
 import os
@@ -20,9 +14,7 @@ import sys
 import tempfile
 
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=4'
-                           ' --xla_backend_optimization_level=0'
-                           ' --xla_llvm_disable_expensive_passes=true').strip()
+                           ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')  # tests are CPU-only by design
 if 'DHA_TEST_XLA_CACHE' not in os.environ:  # the first process of the run (xdist's
