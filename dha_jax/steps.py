@@ -185,9 +185,15 @@ def make_eval_step(c: Components, logits_fn=None):
   return eval_step
 
 
+def sharded_train_step(c: Components, mesh):
+  """The train step as jit(shard_map) over `mesh` (the state donated)."""
+  R, S = parallel.REPLICATED, parallel.SHARDED
+  return parallel.data_parallel(make_train_step(c), mesh, (R, S), (R, R), donate_argnums=(0,))
+
+
 def compile_steps(c: Components, mesh):
   R, S = parallel.REPLICATED, parallel.SHARDED
-  train = parallel.data_parallel(make_train_step(c), mesh, (R, S), (R, R), donate_argnums=(0,))
+  train = sharded_train_step(c, mesh)
   if c.strategy.skips_inactive:  # weights its network does not use stay outside the call
     train = sparse_update.SkipInactive(train, c.inactive_net)
   evaluate = parallel.data_parallel(make_eval_step(c), mesh, (R, S), R)

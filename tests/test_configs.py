@@ -58,10 +58,7 @@ def _one_step(config, compiled=slow.ENABLED):
     assert int(state.step) == 1
     return ds
   _, specialized = cache.components(state)
-  step = parallel.data_parallel(steps.make_train_step(specialized), mesh,
-                                (parallel.REPLICATED, parallel.SHARDED),
-                                (parallel.REPLICATED, parallel.REPLICATED))
-  new, metrics = jax.eval_shape(step, state, batch)
+  new, metrics = jax.eval_shape(steps.sharded_train_step(specialized, mesh), state, batch)
   shape = lambda t: jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), t)
   assert shape(new) == shape(state)  # the same structure, shapes and dtypes
   assert metrics['train/loss'].shape == () and metrics['train/loss'].dtype == np.float32

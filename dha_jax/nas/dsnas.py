@@ -182,14 +182,14 @@ class DSNAS(base.Strategy):
     if self.genotype:
       logits, bs = self.forward(net, batch_stats, None, None, images, train)
       return logits, bs, {}
-    logp = jax.nn.log_softmax(self._learnable(arch, nas_state), -1)
     if train and self.path_groups:  # [groups of this device, L]
       keys = jax.vmap(lambda g: jax.random.fold_in(rng, g))(self._groups(images.shape[0]))
       s = jax.vmap(lambda k: self.choose(arch, nas_state, k))(keys)
-      logp_s = jnp.take_along_axis(logp[None], s[..., None], -1)[..., 0]
-    else:
+    else:  # [L]
       s = self.choose(arch, nas_state, rng if train else None)
-      logp_s = jnp.take_along_axis(logp, s[:, None], -1)[:, 0]
+    logp = jax.nn.log_softmax(self._learnable(arch, nas_state), -1)
+    logp = jnp.broadcast_to(logp, s.shape + logp.shape[-1:])
+    logp_s = jnp.take_along_axis(logp, s[..., None], -1)[..., 0]
     z = jnp.exp(logp_s - jax.lax.stop_gradient(logp_s))
     logits, bs = self.forward(net, batch_stats, s, z, images, train)
     return logits, bs, {'choice': s}
