@@ -17,7 +17,7 @@ SEARCH = {'dsnas': {'stem_channels': 4, 'stage_repeats': (1,), 'stage_channels':
                     'max_search_fraction': 0.0,
                     'optimizer': {'name': 'adam', 'lr': 0.05}},
           'ista': {'channels': 2, 'layers': 1, 'auxiliary_weight': 0.0,
-                   'freeze_from_epoch': 1}}
+                   'freeze_from_epoch': 1, 'cell_space': 'darts_small'}}
 STEPS_PER_EPOCH = 4
 
 

@@ -42,7 +42,13 @@ FULL_DHA = slow.opt_in('full DHA compiled twice: ~4 CPU-minutes',
                        "the 'dsnas' row (its network) and test_dha")
 
 
-@pytest.mark.parametrize('name', ['plain', 'dsnas', 'ista', pytest.param('dha', marks=FULL_DHA)])
+ISTA_CELL = slow.opt_in("ISTA's cell network compiled twice: ~2 CPU-minutes",
+                        "the 'dsnas' row (a searched network in bf16) and test_ista.py's "
+                        "traced-equals-static step (the cell network's float32 step)")
+
+
+@pytest.mark.parametrize('name', ['plain', 'dsnas', pytest.param('ista', marks=ISTA_CELL),
+                                  pytest.param('dha', marks=FULL_DHA)])
 def test_bf16_step_matches_float32_and_keeps_a_float32_state(name):
   f32, m32, text32 = _one_step(_configs()[name], 'float32')
   bf16, m16, text16 = _one_step(_configs()[name], 'bfloat16')

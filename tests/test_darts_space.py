@@ -140,6 +140,7 @@ def test_a_darts_train_step_moves_alpha_on_the_held_out_batch(test_config):
   step (its first Adam step is sign-like, so alpha itself may agree)."""
   from dha_jax import parallel, steps, train  # pylint: disable=g-import-not-at-top
   c = _tiny_darts_config()
+  c.nas.cell_space = 'darts_small'  # the bi-level step, not the space, is the point here
   mesh = parallel.make_mesh(jax.devices()[:2])
   dset, comps, state, _, _ = train.setup(c, mesh)
   assert comps.feeds_arch_batch

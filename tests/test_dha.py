@@ -87,9 +87,11 @@ def test_full_dha_moves_every_component_and_exports(full_dha):
 
 def ista_dha_config():
   """Full DHA on ISTA with the support-specialised step ('static': half the traced step's
-  compile; the two executions compute the same step, test_ista.py)."""
+  compile; the two executions compute the same step, test_ista.py), in the small
+  registered cell space (the 'darts' space's own step: test_ista.py, test_configs.py)."""
   c = dha_config('dha/ista')
   c.nas.execution = 'static'
+  c.nas.cell_space = 'darts_small'
   c.nas.optimizer.lr = 0.05  # the code b moves enough in a few steps to change the support
   return c
 

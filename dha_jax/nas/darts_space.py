@@ -44,6 +44,11 @@ from dha_jax.nas.cell_space import CellSpace
 from dha_jax.nas.darts_ops import NUM_OPS, OPS  # noqa: F401  (the 'darts' space's ops)
 
 DARTS = cell_space.register(CellSpace('darts', darts_ops.OPS, num_nodes=4))
+# One op of each kind (a separable conv, a pool, the identity) and 2 nodes: a search a CPU
+# budget affords, and the test suite's cell space where the 'darts' space itself is not
+# the point (its DHA step traces and compiles ~2x faster: tests/test_dha.py).
+DARTS_SMALL = cell_space.register(
+    CellSpace('darts_small', ('sep_conv_3x3', 'max_pool_3x3', 'skip_connect'), num_nodes=2))
 
 # the 'darts' space's sizes under their old names (the genotype table below, callers)
 NUM_NODES = DARTS.num_nodes
