@@ -14,7 +14,9 @@ class FixedNetwork(base.Strategy):
     self.model = models.create(config.model, num_classes)
 
   def init(self, rng, dummy):
-    variables = self.model.init(rng, dummy, train=False)
+    # lazy_init runs the initializers only, not the forward pass (the same values):
+    # eager init of a large network on CPU is bound by the forward's op-by-op compiles
+    variables = self.model.lazy_init(rng, dummy, train=False)
     return variables['params'], variables.get('batch_stats', {}), {}, {}
 
   def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
