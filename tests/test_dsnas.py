@@ -309,17 +309,16 @@ def _float64_steps(config, devices, monkeypatch, n_steps=3):
   f64 = lambda t: jax.tree_util.tree_map(
       lambda a: np.asarray(a, np.float64) if np.issubdtype(np.asarray(a).dtype, np.floating)
       else np.asarray(a), t)
-  with jax.enable_x64(True):
-    monkeypatch.setattr(precision, 'compute_dtype', lambda: jnp.float64)
+  with jax.enable_x64(True), monkeypatch.context() as m:
+    m.setattr(precision, 'compute_dtype', lambda: jnp.float64)
     mesh = parallel.make_mesh(devices)
     ds, comps, state, _, _ = train.setup(config, mesh)
     state = parallel.replicate(f64(jax.device_get(state)), mesh)
     step, _ = train.StepCache(comps, mesh)(state)
     it, out = train.Batches(ds, comps, config), []
     for _ in range(n_steps):
-      state, m = step(state, parallel.shard_batch(f64(next(it)), mesh))
-      out.append((jax.device_get(state), float(m['train/loss'])))
-    monkeypatch.undo()
+      state, metrics = step(state, parallel.shard_batch(f64(next(it)), mesh))
+      out.append((jax.device_get(state), float(metrics['train/loss'])))
   return out
 
 
@@ -349,6 +348,8 @@ def test_path_groups_make_one_and_four_devices_compute_the_same_steps(monkeypatc
     assert s1.params['net']['stem']['Conv_0']['kernel'].dtype == np.float64
     np.testing.assert_allclose(l1, l4, rtol=1e-12)
     for tree in ('params', 'batch_stats'):
+      assert (jax.tree_util.tree_structure(getattr(s1, tree)) ==
+              jax.tree_util.tree_structure(getattr(s4, tree)))
       for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(getattr(s1, tree)),
                               jax.tree_util.tree_leaves(getattr(s4, tree))):
         np.testing.assert_allclose(a, b, atol=1e-12, rtol=1e-12,
