@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dha_jax import parallel, steps, train
-from dha_jax.nas import cell_space, darts, darts_space, ista
+from dha_jax.nas import cell_packed, cell_space, darts, darts_space, ista
 
 # no skip_connect: the one op the DARTS code had a special case for (drop-path spares
 # identities), so the traced cell compiles its drop-path without one
@@ -77,7 +77,7 @@ def test_ista_searches_a_registered_toy_space(test_config, toy):
   # the traced network's weights (packed per op over a cell's edges) are the toy ops with
   # weights: the sep conv (the pools have none), in every cell
   net = state.params['net']
-  packed = [{k.split('_', 1)[1] for k in net[f'cell{k}'][darts_space.OPS_KEY]}
+  packed = [{k.split('_', 1)[1] for k in net[f'cell{k}'][cell_packed.OPS_KEY]}
             for k in range(3)]
   assert packed == [{'sep_conv_3x3'}] * 3
   # the host side on the toy shapes: recovery, support, freezing

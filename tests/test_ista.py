@@ -19,7 +19,7 @@ from sklearn.linear_model import lasso_path
 
 from dha_jax import parallel, sparse_update, steps, train
 from dha_jax.layers import conv
-from dha_jax.nas import darts, darts_space as ds, ista
+from dha_jax.nas import darts, darts_space as ds, ista, sparse_recovery
 
 
 def _static(strategy, nas_state):
@@ -51,16 +51,16 @@ def _reference_lasso(A, b, lam):
 def test_lasso_matches_sklearn(lam, n):
   rng = np.random.default_rng(n)
   A, b = rng.standard_normal((7, n)) / np.sqrt(7), rng.standard_normal(7)
-  x = ista.lasso(A, b, lam)
+  x = sparse_recovery.lasso(A, b, lam)
   f, f_ref = _objective(A, b, x, lam), _objective(A, b, _reference_lasso(A, b, lam), lam)
   assert f <= f_ref * (1 + 1e-9), (f, f_ref)
-  gap, primal = ista.duality_gap(A, b, x, lam)
+  gap, primal = sparse_recovery.duality_gap(A, b, x, lam)
   assert gap <= 1e-9 * primal  # within 1e-9 (relative) of the optimum, certified
   # batched over leading dimensions, zero columns (the strategy's padding) left at 0
   padded = np.concatenate([A, np.zeros((7, 35 - n))], 1)
-  xs = ista.lasso(np.stack([padded, padded]).astype(np.float32), np.stack([b, b]), lam)
+  xs = sparse_recovery.lasso(np.stack([padded, padded]).astype(np.float32), np.stack([b, b]), lam)
   assert xs.shape == (2, 35) and not np.any(xs[:, n:])
-  np.testing.assert_allclose(xs[1, :n], ista.lasso(padded.astype(np.float32)[:, :n], b, lam))
+  np.testing.assert_allclose(xs[1, :n], sparse_recovery.lasso(padded.astype(np.float32)[:, :n], b, lam))
 
 
 def test_recovery_on_the_ista_shapes_matches_an_independent_solver():
@@ -76,10 +76,10 @@ def test_recovery_on_the_ista_shapes_matches_an_independent_solver():
     n = ista.valid_columns(ds.DARTS, i)
     for _ in range(50):
       A, b = rng.standard_normal((7, n)) / np.sqrt(7), 0.1 * rng.standard_normal(7)
-      x, ref = ista.lasso(A, b, lam), _reference_lasso(A, b, lam)
+      x, ref = sparse_recovery.lasso(A, b, lam), _reference_lasso(A, b, lam)
       f, f_ref = _objective(A, b, x, lam), _objective(A, b, ref, lam)
       assert f <= f_ref * (1 + 1e-9), (i, f, f_ref)
-      gap, primal = ista.duality_gap(A, b, x, lam)
+      gap, primal = sparse_recovery.duality_gap(A, b, x, lam)
       assert gap <= 1e-9 * primal, (i, gap, primal)
       codes = np.zeros((2, 2, 4, 35))
       codes[0, 0, i, :n], codes[1, 0, i, :n] = x, ref
@@ -92,7 +92,7 @@ def test_lasso_recovers_a_sparse_code_exactly_when_well_posed():
   A = rng.standard_normal((30, 10))
   x0 = np.zeros(10)
   x0[[2, 7]] = (1.5, -0.8)
-  x = ista.lasso(A, A @ x0, 1e-8)
+  x = sparse_recovery.lasso(A, A @ x0, 1e-8)
   np.testing.assert_allclose(x, x0, atol=1e-7)
 
 
@@ -100,7 +100,7 @@ def test_weights_formula_and_gradient_through_A():
   rng = np.random.default_rng(1)
   A = ista.measurement_matrices(ds.DARTS, 3)
   b = rng.standard_normal((2, 4, 7)).astype(np.float32)
-  x = np.asarray(ista.lasso(A, b, 1e-5))
+  x = np.asarray(sparse_recovery.lasso(A, b, 1e-5))
   support = ista.select_support(ds.DARTS, x)
   W = np.asarray(ista.edge_weights(jnp.asarray(b), A, x, support))
   c = rng.standard_normal(W.shape).astype(np.float32)
