@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,13 +153,17 @@ def test_non_finite_loss_stops_and_keeps_good_checkpoint(test_config, tmp_path):
   test_config.optimizer.grad_clip_norm = 0.0
   test_config.num_steps = 12
   test_config.checkpoint_every_steps = 1
-  with pytest.raises(train.NonFiniteLoss, match='non-finite|became'):
+  with pytest.raises(train.NonFiniteLoss, match='non-finite|became') as err:
     train.train_and_evaluate(test_config, str(tmp_path))
+  stopped = int(re.search(r'step (\d+)', str(err.value)).group(1))
   names = os.listdir(os.path.join(tmp_path, 'checkpoints'))
   assert any(n.isdigit() for n in names), names
   assert not any('tmp' in n for n in names), names  # no save left half-written
   step, params = _final_params(str(tmp_path))
   assert 1 <= step < 12
+  # the latest checkpoint is the last good one, not just some earlier one: a save every
+  # step, each after checking the parameters, so it is the stopping step or the one before
+  assert stopped - 1 <= step <= stopped, (step, str(err.value))
   assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
 
 
