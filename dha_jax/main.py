@@ -31,7 +31,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.WARNING)  # orbax/clu INFO lines drown the progress line
+  logging.set_verbosity(logging.WARNING)  # orbax INFO lines drown the progress line
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.distributed or FLAGS.num_processes is not None:
     from dha_jax import distributed  # pylint: disable=g-import-not-at-top

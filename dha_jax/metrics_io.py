@@ -1,4 +1,4 @@
-"""Run outputs: metrics.jsonl, TensorBoard (clu) and the console progress line."""
+"""Run outputs: metrics.jsonl, TensorBoard event files and the console progress line."""
 
 import json
 import os
@@ -7,6 +7,8 @@ import time
 
 import jax
 import numpy as np
+
+from dha_jax import event_file
 
 
 def _scalar(v):
@@ -46,24 +48,23 @@ class MetricsWriter:
         keep = [r for r in _parse(f) if r.get('step', 0) <= resume_step]
       with open(self.path, 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in keep)
-    from clu import metric_writers  # pylint: disable=g-import-not-at-top  (imports TF: slow)
-    self.tb = metric_writers.create_default_writer(
-        workdir, just_logging=not self.is_main, asynchronous=True)
+    self.tb = event_file.EventFileWriter(workdir) if self.is_main else None
 
   def write(self, step: int, scalars: dict):
     scalars = {k: _scalar(v) for k, v in scalars.items()}
     if self.is_main:
       with open(self.path, 'a') as f:
         f.write(json.dumps({'step': int(step), **scalars}) + '\n')
-    flat = {k: v for k, v in scalars.items() if isinstance(v, (int, float))}
-    self.tb.write_scalars(int(step), flat)
+    if self.tb:
+      self.tb.scalars(step, {k: v for k, v in scalars.items() if isinstance(v, (int, float))})
 
   def write_images(self, step: int, images: dict):
-    self.tb.write_images(int(step), images)
+    if self.tb:
+      self.tb.images(step, images)
 
   def close(self):
-    self.tb.flush()
-    self.tb.close()
+    if self.tb:
+      self.tb.close()
 
 
 class Progress:

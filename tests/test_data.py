@@ -35,6 +35,16 @@ def test_digits_splits_disjoint_and_sized(test_config):
   assert got == want and ds.num_classes == 10
 
 
+def test_digits_read_without_sklearn_equal_sklearns_loader():
+  """The file read directly (no scikit-learn import at a run's start) is load_digits()."""
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  from dha_jax.data import digits  # pylint: disable=g-import-not-at-top
+  images, labels = digits.raw_digits()
+  raw = load_digits()
+  np.testing.assert_array_equal(images, raw.images)
+  np.testing.assert_array_equal(labels, raw.target)
+
+
 def test_hold_out_is_disjoint():
   x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
   train, val = base.hold_out(base.Split(x, np.zeros(100)), 30, seed=1)
