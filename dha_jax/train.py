@@ -110,10 +110,16 @@ def evaluate(eval_step, state, ds, split, config, mesh, limit=None):
 class StepCache:
   """Compiled (train_step, eval_step) per static structure of the strategy: a strategy
   with static_key/specialize (e.g. an ISTA support, changing at most once per epoch) gets
-  one compiled step per structure; every other strategy has one key, None."""
+  one compiled step per structure; every other strategy has one key, None.
 
-  def __init__(self, comps, mesh):
-    self.comps, self.mesh, self.steps = comps, mesh, {}
+  With `shared=True` (the training loop, whose components are a function of the config)
+  the steps are also kept process-wide by what determines them (_RunSteps): running the
+  same config again in a process (a resumed run, a notebook's second run) traces nothing
+  again."""
+
+  def __init__(self, comps, mesh, shared=False):
+    self.comps, self.mesh = comps, mesh
+    self.steps = _RunSteps.get(comps.config, mesh) if shared else {}
 
   def components(self, state):
     """(static key, the components with the strategy specialised to it) for `state`."""
@@ -127,6 +133,25 @@ class StepCache:
     if key not in self.steps:
       self.steps[key] = steps.compile_steps(comps, self.mesh)
     return self.steps[key]
+
+
+class _RunSteps:
+  """The loop's StepCache.steps of the last few (config, mesh, process-wide settings)."""
+  MAX = 4
+  _kept = {}
+
+  @classmethod
+  def get(cls, config, mesh):
+    key = (config.to_json_best_effort(sort_keys=True), tuple(mesh.shape.items()),
+           tuple(d.id for d in mesh.devices.flat), str(precision.compute_dtype()),
+           conv.get_default_impl(), bool(jax.config.jax_enable_x64), jax.process_count())
+    steps_ = cls._kept.pop(key, None)
+    if steps_ is None:
+      steps_ = {}
+      while len(cls._kept) >= cls.MAX:
+        cls._kept.pop(next(iter(cls._kept)))  # the least recently used
+    cls._kept[key] = steps_
+    return steps_
 
 
 class Batches:
@@ -189,7 +214,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
   start = int(jax.device_get(state.step))
   if resumed:
     print(f'resumed from {ckpt.dir} at step {start}', flush=True)
-  compiled = StepCache(comps, mesh)
+  compiled = StepCache(comps, mesh, shared=True)
   train_step, eval_step = compiled(state)
   writer = metrics_io.MetricsWriter(workdir, start)
   progress = metrics_io.Progress(total, start, config.progress)

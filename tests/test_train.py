@@ -102,6 +102,26 @@ def test_sigterm_then_resume_is_exact(reference_run, tmp_path):
   assert resumed['test/accuracy'] == ref_result['test/accuracy']
 
 
+def test_a_config_run_again_in_the_process_reuses_its_compiled_steps(reference_run, tmp_path,
+                                                                    monkeypatch):
+  """The loop keeps its compiled steps by config (train._RunSteps): the same config in a new
+  workdir traces nothing again and computes the same run bit for bit; another config
+  compiles its own."""
+  from dha_jax import steps  # pylint: disable=g-import-not-at-top
+  config, ref_dir, ref_result = reference_run
+  built = []
+  compile_steps = steps.compile_steps
+  monkeypatch.setattr(steps, 'compile_steps', lambda *a: built.append(1) or compile_steps(*a))
+  again = train.train_and_evaluate(config, str(tmp_path / 'again'))
+  assert not built
+  assert _losses(str(tmp_path / 'again')) == _losses(ref_dir)
+  assert again['test/loss'] == ref_result['test/loss']
+  other = config.copy_and_resolve_references()
+  other.num_steps = 2
+  train.train_and_evaluate(other, str(tmp_path / 'other'))
+  assert len(built) == 1
+
+
 def test_time_budget_continues_across_a_resume(reference_run, tmp_path):
   """The training time spent before a checkpoint is saved with it; a resumed run goes on
   from it, so a budget already spent stops the resumed run at once (a fresh clock would
