@@ -69,8 +69,13 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._old)
 
 
-def setup(config, mesh):
-  """Everything static a run needs: data, components, compiled steps, a fresh state."""
+def setup(config, mesh, abstract=False):
+  """Everything static a run needs: data, components, compiled steps, a fresh state.
+
+  abstract=True gives the state as shapes and dtypes only (jax.ShapeDtypeStruct; nothing
+  initialised or allocated): for tracing or lowering the step ahead of time, e.g. to check
+  a config or read its compiled memory, where initialising a big network eagerly costs
+  minutes on a CPU."""
   conv.set_default_impl(config.conv_impl)
   precision.set_compute_dtype(config.compute_dtype)
   parallel.check_divisible(config.batch_size, mesh)
@@ -88,9 +93,10 @@ def setup(config, mesh):
   txs = state_lib.optimizers(config, strategy, policy)
   lr_factor = optim.schedule_factor(config, steps_per_epoch, total)
   comps = steps.Components(config, strategy, policy, eta_handler, txs, lr_factor)
-  state = state_lib.create(config, strategy, policy, eta_handler, txs, image_shape,
-                           jax.random.PRNGKey(config.seed),
-                           budget.initial_horizon(config, total))
+  create = lambda rng: state_lib.create(config, strategy, policy, eta_handler, txs,
+                                        image_shape, rng, budget.initial_horizon(config, total))
+  rng = jax.random.PRNGKey(config.seed)
+  state = jax.eval_shape(create, rng) if abstract else create(rng)
   return ds, comps, state, steps_per_epoch, total
 
 

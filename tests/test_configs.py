@@ -47,8 +47,12 @@ def _one_step(config, compiled=slow.ENABLED):
   """One train step of `config`, specialised as the loop does and fed as the loop feeds it
   (with the HPO / held-out batch): compiled and run, or traced only (jax.eval_shape)."""
   mesh = parallel.make_mesh(jax.devices()[:1])
-  ds, comps, state, _, _ = train.setup(config, mesh)
-  state = parallel.replicate(state, mesh)
+  # traced only: the state as shapes too (no eager init of the network), unless the step
+  # is specialised to the state's values (an ISTA support)
+  abstract = not compiled and config.nas.strategy != 'ista'
+  ds, comps, state, _, _ = train.setup(config, mesh, abstract=abstract)
+  if not abstract:
+    state = parallel.replicate(state, mesh)
   cache = train.StepCache(comps, mesh)
   batch = parallel.shard_batch(next(train.Batches(ds, comps, config)), mesh)
   if compiled:
@@ -63,6 +67,18 @@ def _one_step(config, compiled=slow.ENABLED):
   assert shape(new) == shape(state)  # the same structure, shapes and dtypes
   assert metrics['train/loss'].shape == () and metrics['train/loss'].dtype == np.float32
   return ds
+
+
+def test_abstract_setup_gives_the_states_shapes_without_initialising(test_config):
+  """train.setup(abstract=True): the same tree, shapes and dtypes as the real state."""
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  test_config.policy.name, test_config.hpo.enabled = 'learned', True
+  real = train.setup(test_config, mesh)[2]
+  abstract = train.setup(test_config, mesh, abstract=True)[2]
+  leaves = jax.tree_util.tree_leaves(abstract)
+  assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
+  shape = lambda t: jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), t)
+  assert shape(abstract) == shape(real)
 
 
 @pytest.mark.parametrize('name', ['cifar10', 'cifar100', 'imagenet'])
