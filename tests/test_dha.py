@@ -18,7 +18,7 @@ SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 2), 'stage_channels
                     'last_channels': 32, 'search_epochs': 2,
                     'max_search_fraction': 0.0,  # ends at search_epochs (cap: test_budget)
                     'optimizer': {'name': 'adam', 'lr': 0.05, 'b1': 0.5, 'b2': 0.999}},
-          'ista': {'channels': 4, 'layers': 3, 'auxiliary_weight': 0.0}}
+          'ista': {'channels': 4, 'layers': 2, 'auxiliary_weight': 0.0}}
 
 
 STEPS_PER_EPOCH = 20  # dataset.train_subset = 640 images, batch 32
