@@ -14,20 +14,21 @@ from dha_jax.hpo import hypergrad
 import resume_check
 from agreement import assert_agree, run_steps
 
-SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 2), 'stage_channels': (16, 32),
+SEARCH = {'dsnas': {'stem_channels': 8, 'stage_repeats': (1, 1), 'stage_channels': (16, 32),
                     'last_channels': 32, 'search_epochs': 2,
                     'max_search_fraction': 0.0,  # ends at search_epochs (cap: test_budget)
                     'optimizer': {'name': 'adam', 'lr': 0.05, 'b1': 0.5, 'b2': 0.999}},
           'ista': {'channels': 4, 'layers': 2, 'auxiliary_weight': 0.0}}
 
 
-STEPS_PER_EPOCH = 20  # dataset.train_subset = 640 images, batch 32
+STEPS_PER_EPOCH = 10  # dataset.train_subset = 320 images, batch 32
 
 
 def dha_config(variant='dha/dsnas'):
   from configs import test  # pylint: disable=g-import-not-at-top
   c = test.get_config()
   c.num_epochs, c.recalibration_batches, c.eval_every_epochs = 3, 3, 0
+  c.log_every_steps = STEPS_PER_EPOCH // 2  # the resume test stops at a logged step in epoch 2
   c.dataset.train_subset = STEPS_PER_EPOCH * c.batch_size
   return experiments.apply(c, variant, SEARCH, default_strategy='dsnas',
                            policy={'optimizer': {'name': 'sgd', 'lr': 5.0, 'momentum': 0.9,
