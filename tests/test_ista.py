@@ -527,7 +527,8 @@ def test_search_freezes_and_the_same_network_trains_on(test_config, tmp_path):
   drawing are written."""
   config = _config(test_config, freeze_threshold=1e3, freeze_from_epoch=1,
                    auxiliary_weight=0.0, execution='static',  # the traced step: above
-                   max_search_fraction=0.0)  # no cap: the freezing ends the search
+                   max_search_fraction=0.0,  # no cap: the freezing ends the search
+                   cell_space='darts_small')  # the DARTS space's steps: the tests above
   config.nas.optimizer.lr = 1e-5  # b barely moves: the support, hence the step, is kept
   config.num_epochs, config.eval_every_epochs, config.recalibration_batches = 2, 0, 2
   config.batch_size, config.dataset.test_fraction = 64, 0.5  # 8 steps an epoch
