@@ -118,14 +118,14 @@ class StepCache:
   with static_key/specialize (e.g. an ISTA support, changing at most once per epoch) gets
   one compiled step per structure; every other strategy has one key, None.
 
-  With `shared=True` (the training loop, whose components are a function of the config)
-  the steps are also kept process-wide by what determines them (_RunSteps): running the
-  same config again in a process (a resumed run, a notebook's second run) traces nothing
-  again."""
+  Given `shared` (the training loop: what its components depend on besides the config,
+  the data's sizes and the state's shapes), the steps are also kept process-wide
+  (_RunSteps): running the same config on the same data again in a process (a resumed
+  run, a notebook's second run) traces nothing again."""
 
-  def __init__(self, comps, mesh, shared=False):
+  def __init__(self, comps, mesh, shared=None):
     self.comps, self.mesh = comps, mesh
-    self.steps = _RunSteps.get(comps.config, mesh) if shared else {}
+    self.steps = {} if shared is None else _RunSteps.get(comps.config, mesh, shared)
 
   def components(self, state):
     """(static key, the components with the strategy specialised to it) for `state`."""
@@ -147,8 +147,8 @@ class _RunSteps:
   _kept = {}
 
   @classmethod
-  def get(cls, config, mesh):
-    key = (config.to_json_best_effort(sort_keys=True), tuple(mesh.shape.items()),
+  def get(cls, config, mesh, extra):
+    key = (repr(extra), config.to_json_best_effort(sort_keys=True), tuple(mesh.shape.items()),
            tuple(d.id for d in mesh.devices.flat), str(precision.compute_dtype()),
            conv.get_default_impl(), bool(jax.config.jax_enable_x64), jax.process_count())
     steps_ = cls._kept.pop(key, None)
@@ -220,7 +220,9 @@ def train_and_evaluate(config, workdir: str, devices=None):
   start = int(jax.device_get(state.step))
   if resumed:
     print(f'resumed from {ckpt.dir} at step {start}', flush=True)
-  compiled = StepCache(comps, mesh, shared=True)
+  shapes = jax.tree_util.tree_map(lambda a: (a.shape, str(a.dtype)), state)
+  compiled = StepCache(comps, mesh, shared=(ds.num_examples('train'), ds.num_classes,
+                                            steps_per_epoch, total, shapes))
   train_step, eval_step = compiled(state)
   writer = metrics_io.MetricsWriter(workdir, start)
   progress = metrics_io.Progress(total, start, config.progress)
