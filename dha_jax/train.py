@@ -119,7 +119,7 @@ class StepCache:
   one compiled step per structure; every other strategy has one key, None.
 
   Given `shared` (the training loop: what its components depend on besides the config,
-  the data's sizes and the state's shapes), the steps are also kept process-wide
+  the data's size and classes and the state's shapes), the steps are also kept process-wide
   (_RunSteps): running the same config on the same data again in a process (a resumed
   run, a notebook's second run) traces nothing again."""
 
@@ -221,8 +221,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
   if resumed:
     print(f'resumed from {ckpt.dir} at step {start}', flush=True)
   shapes = jax.tree_util.tree_map(lambda a: (a.shape, str(a.dtype)), state)
-  compiled = StepCache(comps, mesh, shared=(ds.num_examples('train'), ds.num_classes,
-                                            steps_per_epoch, total, shapes))
+  compiled = StepCache(comps, mesh, shared=(ds.num_examples('train'), ds.num_classes, shapes))
   train_step, eval_step = compiled(state)
   writer = metrics_io.MetricsWriter(workdir, start)
   progress = metrics_io.Progress(total, start, config.progress)

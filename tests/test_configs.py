@@ -43,6 +43,10 @@ def test_config_loads_with_documented_fields(name):
   assert not extra, f'{name} sets fields that configs/default.py does not document: {extra}'
 
 
+def _shapes(tree):
+  return jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), tree)
+
+
 def _one_step(config, compiled=slow.ENABLED):
   """One train step of `config`, specialised as the loop does and fed as the loop feeds it
   (with the HPO / held-out batch): compiled and run, or traced only (jax.eval_shape)."""
@@ -63,8 +67,7 @@ def _one_step(config, compiled=slow.ENABLED):
     return ds
   _, specialized = cache.components(state)
   new, metrics = jax.eval_shape(steps.sharded_train_step(specialized, mesh), state, batch)
-  shape = lambda t: jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), t)
-  assert shape(new) == shape(state)  # the same structure, shapes and dtypes
+  assert _shapes(new) == _shapes(state)  # the same structure, shapes and dtypes
   assert metrics['train/loss'].shape == () and metrics['train/loss'].dtype == np.float32
   return ds
 
@@ -77,8 +80,7 @@ def test_abstract_setup_gives_the_states_shapes_without_initialising(test_config
   abstract = train.setup(test_config, mesh, abstract=True)[2]
   leaves = jax.tree_util.tree_leaves(abstract)
   assert leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves)
-  shape = lambda t: jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), t)
-  assert shape(abstract) == shape(real)
+  assert _shapes(abstract) == _shapes(real)
 
 
 @pytest.mark.parametrize('name', ['cifar10', 'cifar100', 'imagenet'])

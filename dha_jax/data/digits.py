@@ -12,7 +12,7 @@ def raw_digits():
   """(images [1797, 8, 8] in 0..16, labels): read from scikit-learn's bundled file without
   importing scikit-learn (~2 s at every start of a run), else through its loader."""
   spec = importlib.util.find_spec('sklearn')
-  for root in (spec.submodule_search_locations or []) if spec else []:
+  for root in getattr(spec, 'submodule_search_locations', None) or []:
     path = os.path.join(root, 'datasets', 'data', 'digits.csv.gz')
     if os.path.exists(path):
       table = np.loadtxt(path, delimiter=',')
