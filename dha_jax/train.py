@@ -96,7 +96,10 @@ def setup(config, mesh, abstract=False):
   create = lambda rng: state_lib.create(config, strategy, policy, eta_handler, txs,
                                         image_shape, rng, budget.initial_horizon(config, total))
   rng = jax.random.PRNGKey(config.seed)
-  state = jax.eval_shape(create, rng) if abstract else create(rng)
+  if abstract:
+    state = jax.eval_shape(create, rng)
+  else:
+    state = create(rng) if strategy.host_init else state_lib.run_once(create, rng)
   return ds, comps, state, steps_per_epoch, total
 
 

@@ -95,29 +95,20 @@ def _result_line(log_dir, i):
           if k not in resume_check.TIMING}
 
 
-def test_full_dha_on_ista_two_processes_match_one_and_agree(tmp_path):
+def _pids(proc):
+  return [int(re.search(r'pid (\d+)', proc.stderr.readline()).group(1)) for _ in range(2)]
+
+
+def test_full_dha_on_ista_sigterm_to_one_process_and_the_resumed_run_matches_one(tmp_path):
   """tau + ISTA alpha (recovery, freeze, the search cap and their recompiles, decided on
-  each host) + eta: the same run as on one process, and both processes took the same
-  decisions at the same steps."""
-  logs = str(tmp_path / 'logs')
-  proc = _launch(tmp_path / 'two', 'dha/ista', logs)
-  _one_process(tmp_path / 'one', 'dha/ista')
-  code, out = _finish(proc)
-  assert code == 0, out
-  _assert_same_run(str(tmp_path / 'two'), str(tmp_path / 'one'))
-  phases = [_lines(logs, i, 'phase:') for i in (0, 1)]
-  assert phases[0] == phases[1] and any('search ended' in p for p in phases[0]), phases
-  assert _result_line(logs, 0) == _result_line(logs, 1)
-
-
-def test_sigterm_to_one_process_stops_all_and_the_resumed_run_matches_one(tmp_path):
-  """SIGTERM to process 1 only: both save the same step and exit 0; the same command
-  resumes and ends where one uninterrupted process ends. Only process 0 writes the
-  outputs (the others write their checkpoint shards)."""
+  each host) + eta on 2 processes, SIGTERM to process 1 only: both save the same step and
+  exit 0; the same command resumes and ends where one uninterrupted process ends, and in
+  each launch both processes took the same decisions at the same steps. Only process 0
+  writes the outputs (the others write their checkpoint shards)."""
   two, logs = tmp_path / 'two', str(tmp_path / 'logs')
   extra = ['--config.num_epochs=3']  # 12 steps: time to be interrupted in the middle
-  proc = _launch(two, '', logs + '1', extra=extra)
-  pids = [int(re.search(r'pid (\d+)', proc.stderr.readline()).group(1)) for _ in range(2)]
+  proc = _launch(two, 'dha/ista', logs + '1', extra=extra)
+  pids = _pids(proc)
   deadline = time.time() + TIMEOUT_S
   while not any(r.get('step', 0) >= 2 for r in metrics_io.read_rows(str(two))):
     assert proc.poll() is None and time.time() < deadline, _finish(proc)[1]
@@ -130,15 +121,22 @@ def test_sigterm_to_one_process_stops_all_and_the_resumed_run_matches_one(tmp_pa
   stopped = int(re.search(r'step (\d+)', saved).group(1))
   assert 2 <= stopped < 12
 
-  proc = _launch(two, '', logs + '2', extra=extra)
-  pids += [int(re.search(r'pid (\d+)', proc.stderr.readline()).group(1)) for _ in range(2)]
+  proc = _launch(two, 'dha/ista', logs + '2', extra=extra)
+  pids += _pids(proc)
+  _one_process(tmp_path / 'one', 'dha/ista', num_epochs=3)  # while the two processes run
   code, out = _finish(proc)
   assert code == 0, out
   for i in (0, 1):
     assert _lines(logs + '2', i, 'resumed from') == [
         f'resumed from {two}/checkpoints at step {stopped}']
-  _one_process(tmp_path / 'one', num_epochs=3)
   _assert_same_run(str(two), str(tmp_path / 'one'))
+  phases = {}
+  for launch in '12':
+    each = [_lines(logs + launch, i, 'phase:') for i in (0, 1)]
+    assert each[0] == each[1], each
+    phases[launch] = each[0]
+  assert any('search ended' in p for p in phases['1'] + phases['2']), phases
+  assert _result_line(logs + '2', 0) == _result_line(logs + '2', 1)
 
   def outputs(workdir):
     return sorted(os.path.relpath(os.path.join(d, f), workdir)

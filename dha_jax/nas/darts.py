@@ -36,6 +36,8 @@ class CellStrategy(base.Strategy):
   """Common part of the cell-space strategies (dha_jax/nas/base.py); each subclass
   supplies init, apply, optimizer, searching, genotype_of, metrics."""
 
+  host_init = True  # darts_space.init_variables
+
   def __init__(self, config, num_classes, image_shape, nas_defaults, name):
     self.cfg = settings(config.nas, nas_defaults, name)
     self.spec = darts_space.make_spec(self.cfg, config.model.bn_momentum)
