@@ -3,7 +3,7 @@ one XLA compilation cache shared by the suite's processes.
 
 The suite is bound by XLA compiles, and many are the same program compiled again in
 another process (xdist workers, the command-line runs of the resume, SIGKILL and compare
-tests). JAX's persistent cache (compiles over 1 s) in a directory made for this run,
+tests). JAX's persistent cache (every compile) in a directory made for this run,
 shared through the environment, compiles each once; it starts empty, as on CI, and is
 removed at the end.
 """
@@ -23,6 +23,9 @@ if 'DHA_TEST_XLA_CACHE' not in os.environ:  # the first process of the run (xdis
 else:
   _OWNS_CACHE = False
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.environ['DHA_TEST_XLA_CACHE'])
+# every compile, not only those over 1 s: the workers and the runs' subprocesses compile
+# the same small programs (eager ops, a state's init) again otherwise
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -47,9 +47,10 @@ def _shapes(tree):
   return jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), tree)
 
 
-def _one_step(config, compiled=slow.ENABLED):
+def one_step(config, compiled=slow.ENABLED):
   """One train step of `config`, specialised as the loop does and fed as the loop feeds it
-  (with the HPO / held-out batch): compiled and run, or traced only (jax.eval_shape)."""
+  (with the HPO / held-out batch): compiled and run, or traced only (jax.eval_shape).
+  Returns (data, components). Also test_model_zoo's and test_mobilenet_space's."""
   mesh = parallel.make_mesh(jax.devices()[:1])
   # traced only: the state as shapes too (no eager init of the network), unless the step
   # is specialised to the state's values (an ISTA support)
@@ -64,12 +65,12 @@ def _one_step(config, compiled=slow.ENABLED):
     state, metrics = train_step(state, batch)
     assert np.isfinite(float(metrics['train/loss']))
     assert int(state.step) == 1
-    return ds
+    return ds, comps
   _, specialized = cache.components(state)
   new, metrics = jax.eval_shape(steps.sharded_train_step(specialized, mesh), state, batch)
   assert _shapes(new) == _shapes(state)  # the same structure, shapes and dtypes
   assert metrics['train/loss'].shape == () and metrics['train/loss'].dtype == np.float32
-  return ds
+  return ds, comps
 
 
 def test_abstract_setup_gives_the_states_shapes_without_initialising(test_config):
@@ -95,7 +96,7 @@ def test_dataset_config_steps_on_mock_data(name):
   else:
     config.dataset.val_size = 8
   with tfds.testing.mock_data(num_examples=40):
-    ds = _one_step(config, compiled=slow.ENABLED or name == 'cifar10')
+    ds, _ = one_step(config, compiled=slow.ENABLED or name == 'cifar10')
   assert ds.num_classes == {'cifar10': 10, 'cifar100': 100, 'imagenet': 1000}[name]
 
 
@@ -116,7 +117,7 @@ def test_imagenet_dsnas_selects_the_full_shufflenet_space_and_steps():
   assert config.nas.strategy == 'dsnas' and config.nas.space == 'shufflenet'
   assert config.nas.budget == 330e6 and config.num_epochs == 240
   with tfds.testing.mock_data(num_examples=40):
-    ds = _one_step(_reduced_imagenet(config))
+    ds, _ = one_step(_reduced_imagenet(config))
   assert ds.num_classes == 1000
   with pytest.raises(ValueError, match="variant must be one of"):
     importlib.import_module('configs.imagenet').get_config('dartz')
@@ -146,7 +147,7 @@ def test_dataset_config_selects_the_ista_cell_space_and_steps(name, variant):
     config.batch_size, config.eval_batch_size, config.dataset.val_size = 8, 8, 8
     config.conv_impl = 'xla'
   with tfds.testing.mock_data(num_examples=40):
-    ds = _one_step(config)
+    ds, _ = one_step(config)
   assert ds.num_classes == {'cifar10': 10, 'cifar100': 100, 'imagenet': 1000}[name]
 
 
@@ -181,12 +182,12 @@ def test_transfer_config_steps(name, variant, tmp_path):
   assert importlib.import_module(f'configs.{name}').get_config('dha').nas.stem == 'imagenet'
   if name == 'flowers102':
     with tfds.testing.mock_data(num_examples=20):
-      ds = _one_step(config)
+      ds, _ = one_step(config)
     assert ds.num_classes == 102
   else:
     _image_folder(str(tmp_path))
     config.dataset.data_dir = str(tmp_path)
-    ds = _one_step(config)
+    ds, _ = one_step(config)
     assert ds.num_classes == 3
 
 

@@ -21,6 +21,8 @@ from dha_jax import parallel, sparse_update, steps, train
 from dha_jax.layers import conv
 from dha_jax.nas import darts, darts_space as ds, ista, sparse_recovery
 
+import slow
+
 
 def _static(strategy, nas_state):
   """The strategy specialised to the support in nas_state ('static' execution)."""
@@ -324,6 +326,9 @@ def _run(config, devices, n_steps=2):
   return jax.device_get(state), losses, init
 
 
+@slow.opt_in("ISTA's cell network differentiated on 1 and 4 devices: 35-40 s",
+             "test_dha.py::test_one_and_four_devices_agree_for_full_dha_on_ista (ISTA's "
+             "full train step, theta, b and the BatchNorm statistics, on 1 and 4 devices)")
 def test_gradients_one_and_four_devices_agree(small):
   """The specialised network's loss and gradients (theta and b, pmean'd, synchronised
   BN) are the same on 1 and 4 devices: what the train step averages."""

@@ -1,7 +1,7 @@
 """The ProxylessNAS-style MobileNet space: its cost model against MobileNetV2 1.0 and the
 modules' own counts, skip only where the identity fits, a DSNAS step on the small space
-and on configs/imagenet.py's mobilenet variant (reduced), the child equal to the supernet's
-path."""
+(and configs/imagenet.py's mobilenet variant's, reduced and traced), the child equal to the
+supernet's path."""
 
 import importlib
 import types
@@ -13,6 +13,8 @@ import pytest
 
 from dha_jax import parallel, steps, train
 from dha_jax.nas import choice_space, dsnas, mobilenet
+
+import test_configs
 
 
 def _tiny_config():
@@ -123,7 +125,9 @@ def test_a_dsnas_step_on_the_small_space_and_the_child_equals_its_path():
 
 def test_imagenet_config_mobilenet_variant_runs_a_step_reduced():
   """configs/imagenet.py:nas/dsnas/mobilenet: the ProxylessNAS space; one step on mock
-  ImageNet at 32 px with one narrow stage of two layers."""
+  ImageNet at 32 px with one narrow stage of two layers, traced as test_configs.py traces
+  the paper configs' steps (compiled with DHA_SLOW_TESTS=1: the small space's DSNAS step
+  above is compiled and run)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   imagenet = importlib.import_module('configs.imagenet')
   config = imagenet.get_config('nas/dsnas/mobilenet')
@@ -138,12 +142,6 @@ def test_imagenet_config_mobilenet_variant_runs_a_step_reduced():
   config.dataset.load_size, config.preprocess.image_size = 40, 32
   config.dataset.train_size, config.dataset.val_size = 40, 8
   config.conv_impl = 'xla'
-  mesh = parallel.make_mesh(jax.devices()[:1])
   with tfds.testing.mock_data(num_examples=40):
-    ds, comps, state, _, _ = train.setup(config, mesh)
-    assert comps.strategy.space.name == 'mobilenet' and ds.num_classes == 1000
-    state = parallel.replicate(state, mesh)
-    train_step, _ = train.StepCache(comps, mesh)(state)
-    batch = next(ds.train_iterator('train', config.batch_size, config.seed))
-    state, metrics = train_step(state, parallel.shard_batch(batch, mesh))
-  assert np.isfinite(float(metrics['train/loss'])) and int(state.step) == 1
+    ds, comps = test_configs.one_step(config)
+  assert comps.strategy.space.name == 'mobilenet' and ds.num_classes == 1000

@@ -29,10 +29,11 @@ def param_count(name: str, num_classes: int, image_size: int, model_cfg=None) ->
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
+  from dha_jax.layers import conv  # pylint: disable=g-import-not-at-top
   cfg = (model_cfg or default.get_config().model).copy_and_resolve_references()
   cfg.name = name
   model = create(cfg, num_classes, bn_axis_name=None)
   x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
-  shapes = jax.eval_shape(lambda k, u: model.init(k, u, train=False),
-                          jax.random.PRNGKey(0), x)
+  shapes = conv.eval_shape(lambda k, u: model.init(k, u, train=False),
+                           jax.random.PRNGKey(0), x)
   return sum(int(a.size) for a in jax.tree_util.tree_leaves(shapes['params']))

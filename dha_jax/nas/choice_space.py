@@ -362,8 +362,8 @@ def count_costs(space: Space, image_shape, num_classes: int) -> Costs:
   x = jax.ShapeDtypeStruct((1,) + tuple(image_shape), jnp.float32)
   L = space.num_layers
   with nn.intercept_methods(interceptor):
-    shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x,
-                                               jnp.zeros(L, jnp.int32), None), x)
+    shapes = conv.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x,
+                                                jnp.zeros(L, jnp.int32), None), x)
   sizes = {tuple(getattr(k, 'key', k) for k in path): int(np.prod(leaf.shape))
            for path, leaf in jax.tree_util.tree_flatten_with_path(shapes['params'])[0]}
   flops, fixed_flops = _split(macs, L, space.num_choices)

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from dha_jax import config_util, optim
+from dha_jax.layers import conv
 from dha_jax.nas import base
 from dha_jax.nas import darts_space
 from dha_jax.nas import random_control
@@ -91,7 +92,7 @@ class CellStrategy(base.Strategy):
     g = self.genotype_of(state.params['arch'], state.nas_state)
     module = darts_space.child_net(self.spec, self.num_classes, g)
     dummy = jax.ShapeDtypeStruct((1,) + tuple(self.image_shape), jnp.float32)
-    template = jax.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)
+    template = conv.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)
     host = jax.device_get({'params': state.params['net'], 'batch_stats': state.batch_stats})
     variables = {k: darts_space.restrict(host[k], template[k])
                  for k in ('params', 'batch_stats')}

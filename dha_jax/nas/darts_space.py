@@ -359,9 +359,8 @@ def init_variables(net: DartsNet, rng, dummy):
   """Variables (auxiliary head included) with Flax's default initializers, built from an
   abstract trace and filled on the host: jit-compiling the init of a supernet with
   hundreds of convolutions took 5-9 minutes on this CPU, eager init 25-45 s."""
-  with conv.use_impl('xla'):  # same shapes; the cheapest formulation to trace
-    shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
-                                               with_aux=True), dummy)
+  shapes = conv.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
+                                              with_aux=True), dummy)
   seed = np.asarray(jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)
                     else rng).astype(np.uint32)
   gen = np.random.default_rng(seed.tolist())
@@ -388,8 +387,8 @@ def _op_sizes(spec, num_classes, image_shape):
   child's weights are the supernet's restricted to its ops, so its size is a sum."""
   edges = spec.space.all_edges()
   net = DartsNet(spec, num_classes, edges, edges, bn_axis_name=None)
-  shapes = jax.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False),
-                          jax.ShapeDtypeStruct((1,) + image_shape, jnp.float32))['params']
+  shapes = conv.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False),
+                           jax.ShapeDtypeStruct((1,) + image_shape, jnp.float32))['params']
   ops, rest = {}, 0
   for k, sub in shapes.items():
     for name, leaves in (sub.items() if k.startswith('cell') else [(None, sub)]):

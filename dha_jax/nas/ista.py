@@ -47,6 +47,7 @@ import ml_collections
 import numpy as np
 
 from dha_jax import optim
+from dha_jax.layers import conv
 from dha_jax.nas import cell_packed, darts_space
 from dha_jax.nas.sparse_recovery import lasso
 from dha_jax.nas.darts import CellStrategy
@@ -303,7 +304,7 @@ class ISTA(CellStrategy):
     normal, reduce = edges_of(new.support)
     net = darts_space.DartsNet(self.spec, self.num_classes, normal, reduce)
     dummy = jax.ShapeDtypeStruct((1,) + self.image_shape, jnp.float32)
-    new.support_params = jax.eval_shape(lambda x: net.init(
+    new.support_params = conv.eval_shape(lambda x: net.init(
         jax.random.PRNGKey(0), x, train=False, with_aux=True), dummy)['params']
     return new
 
