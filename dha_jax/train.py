@@ -17,6 +17,7 @@ from dha_jax import state as state_lib
 from dha_jax import steps
 from dha_jax.augment import policies
 from dha_jax.layers import conv, precision
+from dha_jax.nas import host_init
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -97,9 +98,10 @@ def setup(config, mesh, abstract=False):
                                         image_shape, rng, budget.initial_horizon(config, total))
   rng = jax.random.PRNGKey(config.seed)
   if abstract:
-    state = jax.eval_shape(create, rng)
+    with host_init.abstract():
+      state = jax.eval_shape(create, rng)
   else:
-    state = create(rng) if strategy.host_init else state_lib.run_once(create, rng)
+    state = create(rng) if strategy.init_on_host else state_lib.run_once(create, rng)
   return ds, comps, state, steps_per_epoch, total
 
 

@@ -10,7 +10,9 @@ import pytest
 from dha_jax import parallel, train
 
 
-def run_steps(config, devices, n_steps=3):
+def run_steps(config, devices, n_steps=3, observe=None):
+  """n_steps real steps, then the val metrics; observe(comps, before, after) sees each
+  step's state before and after (on the devices)."""
   mesh = parallel.make_mesh(devices)
   ds, comps, state, _, _ = train.setup(config, mesh)
   state = parallel.replicate(state, mesh)
@@ -18,8 +20,11 @@ def run_steps(config, devices, n_steps=3):
   it = train.Batches(ds, comps, config)  # every batch the components declare, as the loop
   history = []
   for _ in range(n_steps):
+    before = state if observe is None else jax.device_get(state)  # the step donates it
     state, m = train_step(state, parallel.shard_batch(next(it), mesh))
     history.append(jax.device_get(m))
+    if observe is not None:
+      observe(comps, before, state)
   ev = train.evaluate(eval_step, state, ds, 'val', config, mesh)
   return jax.device_get(state), history, ev
 

@@ -41,12 +41,17 @@ def test_config():
 
 
 @pytest.fixture(autouse=True)
-def _restore_conv_default():
+def _restore_conv_default(request):
   """train.setup sets the process-wide conv formulation from config.conv_impl (one run
   per process in real use); tests share a process, so each gets the default back, and
-  the float32 compute dtype."""
+  the float32 compute dtype. Each test starts on XLA's own convolution, as the suite's
+  runs do (configs/test.py): the CPU formulations are many more ops to compile (a DSNAS
+  child's eager gradient: 559 compiles, 59 s), and equal to it (test_conv.py, which
+  tests the process default itself and keeps it)."""
   from dha_jax.layers import conv, precision  # pylint: disable=g-import-not-at-top
   old = conv.get_default_impl()
+  if request.module.__name__ != 'test_conv':
+    conv.set_default_impl('xla')
   with precision.use('float32'):  # also the compute dtype train.setup sets
     yield
   conv.set_default_impl(old)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps, train
+from dha_jax import parallel, train
 from dha_jax.nas import choice_space, dsnas, shufflenet
 
 import agreement
@@ -276,30 +276,44 @@ def test_early_fix_and_end_of_search():
 # ---------------------------------------------------------------- in the real step
 
 
-def test_four_devices_agree_on_alpha_while_sampling_different_paths():
-  config = tiny_config()
-  devices = jax.devices()[:4]
-  mesh = parallel.make_mesh(devices)
-  ds, comps, state, _, _ = train.setup(config, mesh)
-  state = parallel.replicate(state, mesh)
-  train_step, _ = steps.compile_steps(comps, mesh)
-  it = ds.train_iterator('train', config.batch_size, config.seed)
-  differ = False
-  alpha0 = np.asarray(jax.device_get(state.params['arch']['alpha']))
-  for _ in range(3):
-    host = jax.device_get(state)
-    k_arch = jax.random.split(jax.random.fold_in(host.rng, host.step), 3)[2]
-    paths = {tuple(np.asarray(comps.strategy.choose(
-        host.params['arch'], host.nas_state, jax.random.fold_in(k_arch, d))))
-             for d in range(4)}
-    differ |= len(paths) > 1
-    state, _ = train_step(state, parallel.shard_batch(next(it), mesh))
-    shards = [np.asarray(s.data) for s in state.params['arch']['alpha'].addressable_shards]
+def _one_layer(groups):
+  """tiny_config on one choice layer (a third of its compile), alpha by SGD (see
+  test_path_groups_...), config.nas.path_groups = groups."""
+  c = tiny_config()
+  c.nas.stage_repeats, c.nas.stage_channels = (1,), (16,)
+  c.nas.path_groups = groups
+  c.nas.optimizer = {'name': 'sgd', 'lr': 0.5}
+  return c
+
+
+@pytest.fixture(scope='module')
+def path_per_device():
+  """3 real steps of the one-layer search on 4 devices, a path per device (path_groups =
+  0), as agreement.run_steps gives them, with the 4 paths each step drew and each step's
+  alpha as every device holds it after the step."""
+  paths, alphas = [], []
+
+  def observe(comps, before, after):
+    k_arch = jax.random.split(jax.random.fold_in(before.rng, before.step), 3)[2]
+    paths.append({tuple(np.asarray(comps.strategy.choose(
+        before.params['arch'], before.nas_state, jax.random.fold_in(k_arch, d))))
+                  for d in range(4)})
+    alphas.append([np.asarray(s.data) for s in after.params['arch']['alpha'].addressable_shards])
+
+  config = _one_layer(0)
+  _, _, init, _, _ = train.setup(config, parallel.make_mesh(jax.devices()[:1]))
+  run = agreement.run_steps(config, jax.devices(), observe=observe)
+  return run, paths, alphas, np.asarray(init.params['arch']['alpha'])
+
+
+def test_four_devices_agree_on_alpha_while_sampling_different_paths(path_per_device):
+  _, paths, alphas, alpha0 = path_per_device
+  for shards in alphas:
     assert len(shards) == 4
     for other in shards[1:]:
       np.testing.assert_array_equal(shards[0], other)
-  assert differ, 'the 4 devices sampled the same path at every step'
-  assert not np.allclose(alpha0, shards[0]), 'alpha did not move'
+  assert any(len(p) > 1 for p in paths), 'the 4 devices sampled the same path at every step'
+  assert not np.allclose(alpha0, alphas[-1][0]), 'alpha did not move'
 
 
 def _float64_steps(config, devices, monkeypatch, n_steps=3):
@@ -322,7 +336,8 @@ def _float64_steps(config, devices, monkeypatch, n_steps=3):
   return out
 
 
-def test_path_groups_make_one_and_four_devices_compute_the_same_steps(monkeypatch):
+def test_path_groups_make_one_and_four_devices_compute_the_same_steps(path_per_device,
+                                                                     monkeypatch):
   """config.nas.path_groups = 4: four paths a step, each on a quarter of the global
   batch, drawn from global group indices. On 4 devices (one group each) that is the same
   draw as a path per device (path_groups = 0): the same 3 steps at test_step.py's
@@ -334,15 +349,9 @@ def test_path_groups_make_one_and_four_devices_compute_the_same_steps(monkeypatc
   8-sample groups at 1-4 px, as float64 shows (it is not a difference in what is
   computed). alpha steps by SGD here: Adam's first steps are lr * sign(g), which turns a
   round-off difference of a near-zero gradient into a whole step."""
-  def config_with(groups):
-    c = tiny_config()
-    c.nas.stage_repeats, c.nas.stage_channels = (1,), (16,)  # one choice layer: 1/3 the compile
-    c.nas.path_groups = groups
-    c.nas.optimizer = {'name': 'sgd', 'lr': 0.5}
-    return c
-  config = config_with(4)
+  config = _one_layer(4)
   four = agreement.run_steps(config, jax.devices())
-  per_device = agreement.run_steps(config_with(0), jax.devices())
+  per_device = path_per_device[0]
   tol = {'train/loss': {'rtol': 1e-5}}
   agreement.assert_agree(four, per_device, tol, ('params', 'batch_stats'))
   one, four = (_float64_steps(config, jax.devices()[:n], monkeypatch) for n in (1, 4))
@@ -370,8 +379,10 @@ def test_path_groups_make_one_and_four_devices_compute_the_same_steps(monkeypatc
 
 def test_one_compilation_across_warm_up_fixing_and_the_end_of_search():
   """alpha's warm-up, early fixes and the end of the search are traced state: the
-  compiled step is reused throughout (DSNAS has no static structure key)."""
+  compiled step is reused throughout (DSNAS has no static structure key). One choice
+  layer (a third of tiny_config's compile): the phases, not the depth, are the claim."""
   config = tiny_config()
+  config.nas.stage_repeats, config.nas.stage_channels = (1,), (16,)
   config.nas.warmup_steps, config.nas.search_epochs = 2, 2
   mesh = parallel.make_mesh(jax.devices()[:2])
   ds, comps, state, _, _ = train.setup(config, mesh)

@@ -35,10 +35,10 @@ class Strategy(abc.ABC):
   # device); 'global': the step's key itself, from which the strategy folds in global
   # indices (draws that do not depend on how the batch is split over devices).
   rng_scope = 'device'
-  # True when init() fills the variables on the host from a concrete key (numpy): the
-  # DARTS-space supernets, whose init compiled as one program took minutes on a CPU.
-  # train.setup builds the state eagerly then; otherwise as one compiled program.
-  host_init = False
+  # True when init() fills the variables on the host from a concrete key (numpy,
+  # nas/host_init.py: the supernets, whose init compiled as one program took minutes on
+  # a CPU); train.setup builds the state eagerly then, otherwise as one compiled program.
+  init_on_host = False
 
   # ------------------------------------------------------------------ required
 

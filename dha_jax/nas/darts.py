@@ -37,7 +37,7 @@ class CellStrategy(base.Strategy):
   """Common part of the cell-space strategies (dha_jax/nas/base.py); each subclass
   supplies init, apply, optimizer, searching, genotype_of, metrics."""
 
-  host_init = True  # darts_space.init_variables
+  init_on_host = True  # darts_space.init_variables (host_init.variables)
 
   def __init__(self, config, num_classes, image_shape, nas_defaults, name):
     self.cfg = settings(config.nas, nas_defaults, name)

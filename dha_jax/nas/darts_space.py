@@ -34,7 +34,7 @@ import numpy as np
 
 from dha_jax.layers import conv
 from dha_jax.models import common
-from dha_jax.nas import cell_packed, cell_space, darts_ops
+from dha_jax.nas import cell_packed, cell_space, darts_ops, host_init
 from dha_jax.nas.cell_space import CellSpace
 from dha_jax.nas.darts_ops import NUM_OPS, OPS  # noqa: F401  (the 'darts' space's ops)
 
@@ -338,36 +338,12 @@ def child_net(spec: Spec, num_classes: int, genotype: Genotype, bn_axis_name=Non
                   genotype.weights('normal'), genotype.weights('reduce'), bn_axis_name)
 
 
-def _init_leaf(path, shape, gen):
-  """Flax's defaults for the leaves this network has: lecun_normal kernels (truncated
-  normal at 2 std, fan_in = prod(shape[:-1])), zero biases / means, unit scales / vars."""
-  name = path[-1]
-  if name == 'kernel':
-    z = gen.standard_normal(shape)
-    while np.any(np.abs(z) > 2):
-      bad = np.abs(z) > 2
-      z[bad] = gen.standard_normal(int(bad.sum()))
-    return (z * (1.0 / np.sqrt(np.prod(shape[:-1]))) / .87962566103423978).astype(np.float32)
-  if name in ('bias', 'mean'):
-    return np.zeros(shape, np.float32)
-  if name in ('scale', 'var'):
-    return np.ones(shape, np.float32)
-  raise ValueError(f'no initializer for {"/".join(path)}')
-
-
 def init_variables(net: DartsNet, rng, dummy):
-  """Variables (auxiliary head included) with Flax's default initializers, built from an
-  abstract trace and filled on the host: jit-compiling the init of a supernet with
-  hundreds of convolutions took 5-9 minutes on this CPU, eager init 25-45 s."""
-  shapes = conv.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
-                                              with_aux=True), dummy)
-  seed = np.asarray(jax.random.key_data(rng) if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)
-                    else rng).astype(np.uint32)
-  gen = np.random.default_rng(seed.tolist())
-  flat, tree = jax.tree_util.tree_flatten_with_path(shapes)
-  leaves = [_init_leaf(tuple(getattr(k, 'key', k) for k in path), a.shape, gen)
-            for path, a in flat]
-  return jax.tree_util.tree_unflatten(tree, [jnp.asarray(v) for v in leaves])
+  """Variables (auxiliary head included) with Flax's default initializers, filled on the
+  host (host_init: jit-compiling the init of a supernet with hundreds of convolutions took
+  5-9 minutes on this CPU, eager init 25-45 s)."""
+  return host_init.variables(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
+                                                with_aux=True), rng, dummy)
 
 
 def restrict(tree, template):

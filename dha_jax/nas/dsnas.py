@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from dha_jax import config_util, optim, parallel
-from dha_jax.nas import base, choice_space, random_control
+from dha_jax.nas import base, choice_space, host_init, random_control
 
 
 def default_config():
@@ -98,6 +98,7 @@ def _with_nas_state(state, host):
 class DSNAS(base.Strategy):
   """Single-path search over a choice space (dha_jax/nas/base.py's contract)."""
   fixed_counterpart = 'dsnas'
+  init_on_host = True  # host_init.variables
 
   def __init__(self, config, num_classes, image_shape):
     self.cfg = n = settings(config.nas)
@@ -137,9 +138,12 @@ class DSNAS(base.Strategy):
   def init(self, rng, dummy):
     k_net, k_alpha = jax.random.split(rng)
     L, K = self.space.num_layers, self.space.num_choices
-    # initializers only, no forward pass: the same values, 48 s instead of 71 s for the
-    # ImageNet SPOS supernet on this CPU (fixed.py)
-    v = self.net.lazy_init(k_net, dummy, jnp.zeros(L, jnp.int32), None, train=False)
+    # filled on the host from one abstract trace (host_init): eager init was a compile
+    # per parameter shape (the ImageNet SPOS supernet 48 s here, the suite's 2-layer one
+    # 12.7 s)
+    v = host_init.variables(lambda x: self.net.init(jax.random.PRNGKey(0), x,
+                                                    jnp.zeros(L, jnp.int32), None,
+                                                    train=False), k_net, dummy)
     if self.genotype:
       return v['params'], v.get('batch_stats', {}), {}, {}
     alpha = self.cfg.alpha_init_mean + self.cfg.alpha_init_std * jax.random.normal(
