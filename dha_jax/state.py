@@ -47,10 +47,11 @@ def create(config, strategy, policy, hpo, txs, image_shape, rng,
 def run_once(fn, *args):
   """fn(*args) as one compiled program, for what a run computes once (its initial state).
 
-  Run eagerly, a network's initialisers are a compile per parameter shape: 118 compiles,
-  12.7 s for the test suite's 2-layer DSNAS supernet on this CPU. As one program they are
-  one compile, on CPU without LLVM's costly passes (speed does not matter for a program
-  run once): 4.8 s, and the persistent compile cache serves it to the next process."""
+  Run eagerly, the initialisers and optimizer states are a compile per op and shape (the
+  suite's CNN state: 8.5 s of setup on this CPU, 0.9 s as one program). On CPU without
+  LLVM's costly passes: speed does not matter for a program run once, and its compile
+  is ~2x cheaper. (A supernet's random draws cost ~50 ms of compile each even so: its
+  strategy fills them on the host, nas/host_init.py.)"""
   lowered = jax.jit(fn).lower(*args)
   options = None
   if jax.default_backend() == 'cpu':
