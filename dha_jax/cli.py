@@ -1,7 +1,9 @@
 """How the command-line programs report a bad input: one line naming what is wrong and
 what to do, a non-zero exit status, no traceback unless --verbose."""
 
+import os
 import sys
+import traceback
 
 from absl import flags
 
@@ -19,11 +21,11 @@ def one_line(e: BaseException) -> str:
 
 
 def reported(fn):
-  """fn(argv) with INPUT_ERRORS (exit 2) and RUN_ERRORS (exit 1) as one line on stderr."""
+  """fn(*args) with INPUT_ERRORS (exit 2) and RUN_ERRORS (exit 1) as one line on stderr."""
 
-  def main(argv):
+  def main(*args):
     try:
-      return fn(argv)
+      return fn(*args)
     except INPUT_ERRORS + RUN_ERRORS as e:
       if flags.FLAGS.verbose:
         raise
@@ -31,3 +33,22 @@ def reported(fn):
       return 2 if isinstance(e, INPUT_ERRORS) else 1
 
   return main
+
+
+def one_of_many(fn) -> int:
+  """fn()'s exit status, for a process of a multi-process run. One that fails exits at
+  once: JAX's exit handler would wait for the others at its shutdown barrier while they
+  wait for this one in a collective, and the launcher (local_cluster, Slurm) would never
+  see the failure."""
+  try:
+    code = fn()
+  except SystemExit as e:
+    code = e.code if isinstance(e.code, int) else 1
+  except BaseException:  # pylint: disable=broad-except
+    traceback.print_exc()
+    code = 1
+  if code:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
+  return code

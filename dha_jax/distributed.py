@@ -13,8 +13,16 @@ import sys
 import threading
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+
+from dha_jax import parallel
+
+
+_timeout_s = 300  # initialize()'s: how long a process waits for the others
+_barriers = 0
 
 
 class DistributedSetupError(ValueError):
@@ -50,6 +58,8 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
   # show up in time; this watchdog reports it as one line first and exits with status 2.
   joined = threading.Event()
   threading.Thread(target=_watchdog, args=(joined, timeout_s, message), daemon=True).start()
+  global _timeout_s
+  _timeout_s = int(timeout_s)
   try:
     jax.distributed.initialize(coordinator_address, num_processes, process_id,
                                initialization_timeout=int(timeout_s) + 60)
@@ -63,6 +73,30 @@ def _watchdog(joined, timeout_s, message):
   if not joined.wait(timeout_s):
     print(message, file=sys.stderr, flush=True)
     os._exit(2)  # pylint: disable=protected-access
+
+
+def together(mesh, name: str):
+  """Waits until every process is here, then opens the collectives the run uses.
+
+  On CPU, gloo connects a group of devices at its first collective and gives the others
+  only 30 s to get there (XLA's fixed key-value timeout). A process that compiles its
+  first step more slowly (a loaded machine, a cache hit on one host only) fails the run
+  there. After this barrier (the coordination service, --distributed_timeout_s) the
+  groups are connected while the processes are together; later programs reuse them, and
+  their collectives wait as long as a compile takes."""
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  global _barriers
+  _barriers += 1  # a barrier's name is used once per run of the cluster
+  jax_distributed.global_state.client.wait_at_barrier(f'dha_{name}_{_barriers}',
+                                                      _timeout_s * 1000)
+  ones = jax.make_array_from_callback(
+      (mesh.devices.size,), NamedSharding(mesh, parallel.SHARDED),
+      lambda idx: np.ones((1,), np.int32))
+  total = int(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, parallel.REPLICATED))(ones))
+  assert total == mesh.devices.size, total
+  any_process(False)  # the one-device-per-process group of the host-side agreements
 
 
 def any_process(flag: bool) -> bool:

@@ -4,7 +4,9 @@ Any field can be overridden: --config.batch_size=64 --config.dataset.val_size=50
 Running the same command again resumes from the latest checkpoint in --workdir.
 """
 
+import faulthandler
 import importlib.util
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -27,13 +29,23 @@ flags.DEFINE_integer('distributed_timeout_s', 300, 'How long to wait for every p
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-@cli.reported
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  return cli.one_of_many(_run) if _multi_process() else _run()
+
+
+def _multi_process():
+  return FLAGS.distributed or FLAGS.num_processes is not None
+
+
+@cli.reported
+def _run():
   logging.set_verbosity(logging.WARNING)  # orbax INFO lines drown the progress line
-  import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.distributed or FLAGS.num_processes is not None:
+  # `kill -USR1 <pid>` prints every thread's stack to stderr: where a stuck run waits
+  # (a collective, a checkpoint barrier, a compile) without stopping it.
+  faulthandler.register(signal.SIGUSR1, all_threads=True)
+  if _multi_process():
     from dha_jax import distributed  # pylint: disable=g-import-not-at-top
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                            FLAGS.process_id, FLAGS.distributed_timeout_s)

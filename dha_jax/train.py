@@ -218,6 +218,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(devices)
   ds, comps, state, steps_per_epoch, total = setup(config, mesh)
+  distributed.together(mesh, 'setup')  # before Orbax's and the first step's collectives
   ckpt = checkpoint.Checkpointer(workdir, config, config.checkpoint_every_steps,
                                  config.keep_checkpoints)
   state = parallel.replicate(state, mesh)

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import metrics_io, train
+from dha_jax import cli, metrics_io, train
 
 import multiprocess_config
 import resume_check
@@ -40,9 +40,31 @@ def _launch(workdir, variant='', log_dir='', num_processes=2, devices=2, extra=(
                           text=True)
 
 
-def _finish(proc):
-  out, err = proc.communicate(timeout=TIMEOUT_S)
+def _finish(proc, pids=(), log_dir=''):
+  """Waits for the launch; one that outlives TIMEOUT_S fails the test with every process's
+  stacks (dha_jax.main dumps them on SIGUSR1) and log, instead of hanging the suite."""
+  try:
+    out, err = proc.communicate(timeout=TIMEOUT_S)
+  except subprocess.TimeoutExpired:
+    _signal(pids, signal.SIGUSR1)
+    time.sleep(2)
+    _signal(pids, signal.SIGKILL)
+    proc.kill()
+    out, err = proc.communicate()
+    logs = ''
+    for i in range(len(pids) if log_dir else 0):
+      with open(os.path.join(log_dir, f'process_{i}.log')) as f:
+        logs += f'--- process_{i}.log\n{f.read()[-20000:]}'
+    pytest.fail(f'the launch ran past {TIMEOUT_S} s:\n{out}{err}\n{logs}')
   return proc.returncode, out + err
+
+
+def _signal(pids, signum):
+  for pid in pids:
+    try:
+      os.kill(pid, signum)
+    except ProcessLookupError:
+      pass
 
 
 def _one_process(workdir, variant='', **overrides):
@@ -114,7 +136,7 @@ def test_full_dha_on_ista_sigterm_to_one_process_and_the_resumed_run_matches_one
     assert proc.poll() is None and time.time() < deadline, _finish(proc)[1]
     time.sleep(0.05)
   os.kill(pids[1], signal.SIGTERM)
-  code, out = _finish(proc)
+  code, out = _finish(proc, pids, logs + '1')
   assert code == 0, out
   assert not (two / 'result.json').exists()
   (saved,) = {l for i in (0, 1) for l in _lines(logs + '1', i, 'SIGTERM: saved step')}
@@ -124,7 +146,7 @@ def test_full_dha_on_ista_sigterm_to_one_process_and_the_resumed_run_matches_one
   proc = _launch(two, 'dha/ista', logs + '2', extra=extra)
   pids += _pids(proc)
   _one_process(tmp_path / 'one', 'dha/ista', num_epochs=3)  # while the two processes run
-  code, out = _finish(proc)
+  code, out = _finish(proc, pids[2:], logs + '2')
   assert code == 0, out
   for i in (0, 1):
     assert _lines(logs + '2', i, 'resumed from') == [
@@ -181,3 +203,20 @@ def test_batch_not_divisible_by_the_processes_is_one_error_on_every_process(tmp_
     assert len(errors) == 1 and 'config.batch_size=32 is not divisible by the 3 devices' in (
         errors[0]), errors
   assert not os.path.exists(tmp_path / 'w' / 'checkpoints')
+
+
+def test_a_failing_process_of_many_exits_at_once_with_its_traceback(monkeypatch, capsys):
+  """Not through JAX's exit handler, whose shutdown barrier would wait for the other
+  processes while they wait for this one in a collective (seen: a run that never ended)."""
+  exits = []
+  monkeypatch.setattr(cli.os, '_exit', exits.append)
+
+  def fail():
+    raise RuntimeError('a collective timed out')
+  cli.one_of_many(fail)
+  assert exits == [1]
+  err = capsys.readouterr().err
+  assert 'Traceback' in err and 'RuntimeError: a collective timed out' in err, err
+  cli.one_of_many(lambda: 2)  # a one-line input error (dha_jax.cli.reported): its status
+  assert exits == [1, 2]
+  assert cli.one_of_many(lambda: 0) == 0 and exits == [1, 2]  # JAX's exit handler runs

@@ -79,9 +79,11 @@ def test_sigterm_then_resume_is_exact(reference_run, tmp_path):
     if os.path.exists(metrics) and len(open(metrics).readlines()) >= 8:
       break
     time.sleep(0.05)
+  proc.send_signal(signal.SIGUSR1)  # every thread's stack, and the run goes on
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=240)
   assert proc.returncode == 0, out
+  assert '(most recent call first)' in out and 'dha_jax/train.py' in out, out
   assert 'SIGTERM: saved step' in out, out
   killed_at = int(out.split('SIGTERM: saved step ')[1].split()[0])
   assert 0 < killed_at < STEPS
