@@ -1,5 +1,6 @@
-"""How the command-line programs report a bad input: one line naming what is wrong and
-what to do, a non-zero exit status, no traceback unless --verbose."""
+"""How the command-line programs end on an error: a bad input is one line naming what is
+wrong and what to do, a non-zero exit status, no traceback unless --verbose; a process
+of a multi-process run that fails exits at once (one_of_many)."""
 
 import os
 import sys
