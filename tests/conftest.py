@@ -1,5 +1,5 @@
-"""Four fake CPU devices for the whole suite (must be set before JAX is imported), and
-one XLA compilation cache shared by the suite's processes.
+"""Four fake CPU devices for the whole suite (must be set before JAX is imported), LLVM
+at -O0 for its compiles, and one XLA compilation cache shared by the suite's processes.
 
 The suite is bound by XLA compiles, and many are the same program compiled again in
 another process (xdist workers, the command-line runs of the resume, SIGKILL and compare
