@@ -14,10 +14,10 @@ import sys
 import tempfile
 
 # LLVM at -O0 for the CPU backend: about half of a compile here is LLVM's, and -O0 cuts
-# the suite's CPU time by about a quarter (1,132 -> 870 user-s on 2 cores; execution is
-# slower at -O0, but the suite runs few steps). XLA's own passes (HLO,
-# fusion) are unchanged, so every comparison runs both sides under the same programs;
-# subprocesses inherit the flag through the environment.
+# the suite's CPU time by about a quarter (1,132 -> 870 user-s on 2 cores); execution is
+# slower at -O0, but the suite runs few steps. XLA's own passes (HLO, fusion) are
+# unchanged, and every comparison runs both sides under the same flags; subprocesses
+# inherit them through the environment.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4'
                            ' --xla_backend_optimization_level=0').strip()
