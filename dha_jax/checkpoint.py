@@ -20,7 +20,8 @@ from dha_jax.augment import ops
 MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', 'progress',
               'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'time_budget_clock',
               'dataset.data_dir', 'recalibration_batches', 'nas.freeze_threshold',
-              'nas.max_search_fraction', 'time_budget_pilot_steps', 'time_budget_sets_horizon')
+              'nas.max_search_fraction', 'time_budget_pilot_steps', 'time_budget_sets_horizon',
+              'compile_cache_dir')
 
 
 # Fields added to the config after runs already existed, each with the value that means
@@ -29,7 +30,8 @@ MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', '
 ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NAMES),
                 'dataset.synthetic.shape': [32, 32, 3], 'dataset.synthetic.num_classes': 10,
                 'dataset.synthetic.size': 1024, 'compute_dtype': 'float32',
-                'nas.cell_space': 'darts', 'nas.path_groups': 0}
+                'nas.cell_space': 'darts', 'nas.path_groups': 0,
+                'nas.execution': 'static'}  # (darts_fixed's; ISTA's always had it)
 
 
 class IncompatibleCheckpoint(ValueError):

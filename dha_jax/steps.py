@@ -53,6 +53,11 @@ class Components:
     traced support: strategy.active_mask), else None."""
     return self.strategy.active_mask(net_params, nas_state)
 
+  def modules(self):
+    """The modules defining the components (their source is part of a compiled step's
+    identity on disk: compile_cache.py)."""
+    return tuple(sorted({type(x).__module__ for x in (self.strategy, self.policy, self.hpo)}))
+
   def with_strategy(self, strategy):
     """The same components around another (e.g. support-specialised) strategy."""
     return Components(self.config, strategy, self.policy, self.hpo, self.txs,
@@ -191,10 +196,15 @@ def sharded_train_step(c: Components, mesh):
   return parallel.data_parallel(make_train_step(c), mesh, (R, S), (R, R), donate_argnums=(0,))
 
 
-def compile_steps(c: Components, mesh):
+def compile_steps(c: Components, mesh, wrap=None):
+  """(train_step, eval_step), jitted. wrap(jitted, name), if given, wraps each top-level
+  step (the loop keeps their executables: compile_cache.Executables.wrap)."""
   R, S = parallel.REPLICATED, parallel.SHARDED
+  wrap = wrap or (lambda fn, name: fn)
   train = sharded_train_step(c, mesh)
   if c.strategy.skips_inactive:  # weights its network does not use stay outside the call
-    train = sparse_update.SkipInactive(train, c.inactive_net)
-  evaluate = parallel.data_parallel(make_eval_step(c), mesh, (R, S), R)
+    train = sparse_update.SkipInactive(train, c.inactive_net)  # (jitted again inside it)
+  else:
+    train = wrap(train, 'train')
+  evaluate = wrap(parallel.data_parallel(make_eval_step(c), mesh, (R, S), R), 'eval')
   return train, evaluate

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import budget, checkpoint, data, distributed, export, hpo, metrics_io, nas, optim
+from dha_jax import budget, checkpoint, compile_cache, data, distributed, export, hpo, metrics_io, nas, optim
 from dha_jax import parallel
 from dha_jax import state as state_lib
 from dha_jax import steps
@@ -25,11 +25,15 @@ class NonFiniteLoss(FloatingPointError):
 
 
 class CompileLog:
-  """Seconds JAX spends tracing, lowering and compiling, and the number of XLA compiles,
-  from JAX's monitoring events (process-wide; a run reports the difference)."""
+  """Seconds JAX spends tracing, lowering, compiling and loading compiled programs from a
+  cache (JAX's persistent one, the loop's executables: compile_cache.py; loading one is
+  not free on a CPU), and the number of XLA compiles, from JAX's monitoring events
+  (process-wide; a run reports the difference)."""
   seconds, count = 0.0, 0
   EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
             '/jax/core/compile/jaxpr_to_mlir_module_duration',
+            '/jax/compilation_cache/cache_retrieval_time_sec',
+            compile_cache.LOAD_EVENT,
             '/jax/core/compile/backend_compile_duration')
 
   @classmethod
@@ -130,7 +134,12 @@ class StepCache:
 
   def __init__(self, comps, mesh, shared=None):
     self.comps, self.mesh = comps, mesh
-    self.steps = {} if shared is None else _RunSteps.get(comps.config, mesh, shared)
+    self.steps, self.executables = {}, None
+    if shared is not None:  # kept in the process and on disk (compile_cache.py)
+      identity = step_identity(comps, mesh, shared)
+      self.steps = _RunSteps.get(identity)
+      self.executables = compile_cache.Executables(identity, comps.modules(),
+                                                   mesh.devices.flat)
 
   def components(self, state):
     """(static key, the components with the strategy specialised to it) for `state`."""
@@ -142,20 +151,39 @@ class StepCache:
   def __call__(self, state):
     key, comps = self.components(state)
     if key not in self.steps:
-      self.steps[key] = steps.compile_steps(comps, self.mesh)
+      wrap = None
+      if self.executables is not None:
+        wrap = lambda fn, name: self.executables.wrap(fn, f'{name}-{key!r}')
+      self.steps[key] = steps.compile_steps(comps, self.mesh, wrap)
     return self.steps[key]
 
 
+def step_identity(comps, mesh, shared):
+  """What the loop's compiled steps depend on besides their arguments: the config less
+  what reaches the step as arrays (config.seed, Strategy.data_fields), what the strategy
+  fixed outside the config (program_key), `shared` (the data's sizes, the state's shapes),
+  the mesh and the process-wide settings. Runs with equal identities share programs."""
+  return (repr(shared), _process_settings(mesh), comps.strategy.program_key(),
+          compile_cache.config_key(comps.config, comps.strategy.data_fields))
+
+
+def _process_settings(mesh):
+  """What a compiled step depends on beyond its config and arguments: the mesh and the
+  process-wide settings read at trace time."""
+  return (tuple(mesh.shape.items()), tuple(d.id for d in mesh.devices.flat),
+          str(precision.compute_dtype()), conv.get_default_impl(),
+          bool(jax.config.jax_enable_x64), jax.process_count())
+
+
 class _RunSteps:
-  """The loop's StepCache.steps of the last few (config, mesh, process-wide settings)."""
+  """The loop's StepCache.steps of the last few programs (StepCache's identity: the
+  config less what reaches the step as data, the data's sizes, the state's shapes, the
+  mesh and the process-wide settings)."""
   MAX = 4
   _kept = {}
 
   @classmethod
-  def get(cls, config, mesh, extra):
-    key = (repr(extra), config.to_json_best_effort(sort_keys=True), tuple(mesh.shape.items()),
-           tuple(d.id for d in mesh.devices.flat), str(precision.compute_dtype()),
-           conv.get_default_impl(), bool(jax.config.jax_enable_x64), jax.process_count())
+  def get(cls, key):
     steps_ = cls._kept.pop(key, None)
     if steps_ is None:
       steps_ = {}
@@ -213,6 +241,7 @@ def _all_finite(tree):
 def train_and_evaluate(config, workdir: str, devices=None):
   """Trains (or resumes) the run in `workdir`; returns the result dict (also result.json)."""
   t_start = time.time()
+  compile_cache.enable(config.compile_cache_dir)  # before the first compile
   clock = budget.TrainClock(config)
   compile_start = CompileLog.now()
   os.makedirs(workdir, exist_ok=True)

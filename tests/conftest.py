@@ -1,11 +1,12 @@
 """Four fake CPU devices for the whole suite (must be set before JAX is imported), LLVM
-at -O0 for its compiles, and one XLA compilation cache shared by the suite's processes.
+at -O0 for its compiles, and one compilation cache shared by the suite's processes.
 
 The suite is bound by XLA compiles, and many are the same program compiled again in
 another process (xdist workers, the command-line runs of the resume, SIGKILL and compare
-tests). JAX's persistent cache (every compile) in a directory made for this run,
-shared through the environment, compiles each once; it starts empty, as on CI, and is
-removed at the end.
+tests). The project's own cache (dha_jax/compile_cache.py: JAX's persistent cache for
+every program, the loop's steps kept whole) in a directory made for this run, passed to
+every process as $DHA_JAX_CACHE_DIR (config.compile_cache_dir's default), compiles each
+once; it starts empty, as on CI, and is removed at the end.
 """
 
 import os
@@ -28,16 +29,17 @@ if 'DHA_TEST_XLA_CACHE' not in os.environ:  # the first process of the run (xdis
   _OWNS_CACHE = True
 else:
   _OWNS_CACHE = False
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.environ['DHA_TEST_XLA_CACHE'])
-# every compile, not only those over 1 s: the workers and the runs' subprocesses compile
-# the same small programs (eager ops, a state's init) again otherwise
-os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+# never the user's own cache (~/.cache/dha_jax/xla): a run's config reads this variable
+os.environ['DHA_JAX_CACHE_DIR'] = os.environ['DHA_TEST_XLA_CACHE']
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from dha_jax import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 jax.config.update('jax_platforms', 'cpu')
+compile_cache.enable(os.environ['DHA_JAX_CACHE_DIR'])  # the tests that compile directly
 
 
 @pytest.fixture

@@ -256,9 +256,7 @@ def _env(cache):
   env = dict(os.environ)
   env['XLA_FLAGS'] = re.sub(r'--xla_force_host_platform_device_count=\d+', '',
                             env.get('XLA_FLAGS', '')).strip()
-  env.update(JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(cache),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+  env.update(JAX_PLATFORMS='cpu', DHA_JAX_CACHE_DIR=str(cache))  # config.compile_cache_dir
   env['PYTHONPATH'] = os.pathsep.join([ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
   return env
 

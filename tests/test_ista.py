@@ -285,7 +285,7 @@ def _sparse_equals_fixed(c, s, packed, packed_bs, arch, ns):
   net, bs = s.unpack(packed), s.unpack(packed_bs)  # the supernet's layout
   g = s.genotype_of(arch, ns)
   c.nas = darts.fixed_config()
-  c.nas.update(channels=4, layers=3, genotype=json.dumps(g.to_json()))
+  c.nas.update(channels=4, layers=3, genotype=json.dumps(g.to_json()), execution='static')
   fixed = darts.DartsFixed(c, 10, (8, 8, 1))
   module = ds.child_net(fixed.spec, 10, g)
   tmpl = jax.eval_shape(lambda v: module.init(jax.random.PRNGKey(0), v), x)

@@ -97,6 +97,16 @@ class Strategy(abc.ABC):
 
   # ------------------------------------------------------- on the host, the loop
 
+  # config.nas fields that reach the step only as arrays (nas_state): left out of the key
+  # the loop keeps compiled steps under (train.StepCache, compile_cache.py), as is
+  # config.seed, so runs that differ only there share one program.
+  data_fields = ()
+
+  def program_key(self):
+    """What of the network's static structure the config's key does not say (a genotype
+    drawn from config.seed), or None: part of the key of the loop's compiled steps."""
+    return None
+
   def static_key(self, nas_state_host):
     """Hashable structure the step is specialised to (the loop compiles one step per key:
     e.g. a static ISTA support), or None: one step for the whole run."""

@@ -24,7 +24,7 @@ import optax
 from dha_jax import config_util, optim
 from dha_jax.layers import conv
 from dha_jax.nas import base
-from dha_jax.nas import darts_space
+from dha_jax.nas import cell_packed, darts_space
 from dha_jax.nas import random_control
 
 
@@ -70,10 +70,50 @@ class CellStrategy(base.Strategy):
       return None
     return jnp.where(searching, 0.0, float(self.cfg.drop_path))
 
-  def supernet(self, bn_axis_name='data'):
+  def supernet(self, bn_axis_name='data', traced=False):
+    """Every op on every edge; traced=True: run with the columns given as data
+    (cell_packed.traced_nodes), on pack()ed variables."""
     edges = self.space.all_edges()
     return darts_space.DartsNet(self.spec, self.num_classes, edges, edges,
-                       bn_axis_name=bn_axis_name)
+                                bn_axis_name=bn_axis_name, traced=traced)
+
+  # -------------------------------------------------- the columns as data ('traced')
+
+  packed = False  # theta and the statistics in cell_packed.pack's layout ('traced')
+
+  def pack(self, tree):
+    """Supernet variables (one collection) in this strategy's layout (packed if traced)."""
+    return cell_packed.pack(tree, self.spec) if self.packed else tree
+
+  def unpack(self, tree):
+    """The supernet's layout (names per (node, input, op)) of this strategy's variables."""
+    return cell_packed.unpack(tree, self.spec) if self.packed else tree
+
+  def traced_mask(self, net_params, support):
+    """Which weights of the packed theta the network of `support` ([2, nodes, 2] traced
+    columns) uses, for the step to keep the others and their optimizer state exactly
+    (sparse_update.py): a tree mirroring theta, None for weights always used (stem,
+    pre-processing, heads), else traced bools broadcastable to the packed leaf (one per
+    element of its last axis: its edge's op is on the support)."""
+    support = jnp.asarray(support)
+    flags = jnp.any(support[..., None] == jnp.arange(self.space.max_columns),
+                    axis=-2)  # [2, nodes, N_MAX]
+    reductions, cache = self.spec.reductions(), {}
+
+    def mask(path, edges, leaf):
+      if edges is None:
+        return None
+      t = int(int(str(getattr(path[0], 'key', path[0]))[4:]) in reductions)
+      width = leaf.shape[-1] // len(edges)
+      key = (t, edges, width)
+      if key not in cache:
+        nodes, cols = (np.asarray(v) for v in zip(*edges))
+        cache[key] = jnp.repeat(flags[t][nodes, cols], width)
+      return cache[key]
+
+    flat, treedef = jax.tree_util.tree_flatten_with_path(net_params)
+    index = treedef.flatten_up_to(cell_packed.pack_index(net_params, self.spec))
+    return treedef.unflatten([mask(p, e, x) for (p, x), e in zip(flat, index)])
 
   # ----------------------------------------------------------- the derived network
 
@@ -88,12 +128,14 @@ class CellStrategy(base.Strategy):
 
   def child(self, state):
     """(module, variables, genotype JSON): only the selected ops, the trained weights
-    (same names), edge weights as constants, BN without a cross-device axis."""
+    (same names, from the supernet's layout if packed), edge weights as constants, BN
+    without a cross-device axis."""
     g = self.genotype_of(state.params['arch'], state.nas_state)
     module = darts_space.child_net(self.spec, self.num_classes, g)
     dummy = jax.ShapeDtypeStruct((1,) + tuple(self.image_shape), jnp.float32)
     template = conv.eval_shape(lambda x: module.init(jax.random.PRNGKey(0), x), dummy)
     host = jax.device_get({'params': state.params['net'], 'batch_stats': state.batch_stats})
+    host = {k: self.unpack(v) for k, v in host.items()}
     variables = {k: darts_space.restrict(host[k], template[k])
                  for k in ('params', 'batch_stats')}
     return module, variables, g.to_json()
@@ -217,6 +259,9 @@ def fixed_config():
   #                              drawn uniformly from the space with config.seed (the random
   #                              control of METHOD.md 3c)
   n.budget_mparams = 0.0       # 'random': redraw while the network exceeds this (M params)
+  n.execution = 'traced'       # 'traced': the genotype is data (nas_state), one compiled
+  #                              step for every genotype of the space and sizes; 'static':
+  #                              the genotype's network alone, compiled for it
   return n
 
 
@@ -234,10 +279,20 @@ def random_genotype(space, rng: np.random.Generator) -> darts_space.Genotype:
 
 
 class DartsFixed(CellStrategy):
-  """Trains one genotype: no architecture parameters, never searching (drop-path on)."""
+  """Trains one genotype: no architecture parameters, never searching (drop-path on).
+
+  'traced' (default) runs the supernet's packed variables with the genotype's columns and
+  edge factors read from nas_state (cell_packed.traced_nodes), so every genotype of the
+  space and sizes shares one compiled step (the random control's seeds, sequential's
+  second half); the weights of the ops off the genotype are kept exactly (traced_mask).
+  'static' builds the genotype's network alone. Both compute the same function (tests/
+  test_darts_fixed.py)."""
 
   def __init__(self, config, num_classes, image_shape):
     super().__init__(config, num_classes, image_shape, fixed_config(), 'darts_fixed')
+    if self.cfg.execution not in ('traced', 'static'):
+      raise ValueError(f'config.nas.execution={self.cfg.execution!r}: one of '
+                       "('traced', 'static') for strategy 'darts_fixed'")
     if self.cfg.genotype == 'random':  # drawn with the run's seed, within the budget
       gen = np.random.default_rng([int(config.seed), 5])
       self.genotype = random_control.draw_within_budget(
@@ -245,16 +300,47 @@ class DartsFixed(CellStrategy):
           float(self.cfg.budget_mparams) * 1e6, 'config.nas.budget_mparams')
     else:
       self.genotype = darts_space.parse_genotype(self.cfg.genotype)
-    self.net = darts_space.child_net(self.spec, num_classes, self.genotype,
-                                     bn_axis_name='data')
+    every_node = tuple(self.space.concat)
+    self.packed = (self.cfg.execution == 'traced' and tuple(self.genotype.normal_concat) ==
+                   every_node == tuple(self.genotype.reduce_concat))  # the traced cell
+    if self.packed:                                                  # concatenates all
+      self.net = self.supernet(traced=True)
+    else:
+      self.net = darts_space.child_net(self.spec, num_classes, self.genotype,
+                                       bn_axis_name='data')
+
+  @property
+  def data_fields(self):
+    return ('genotype', 'budget_mparams') if self.packed else ()  # traced: in nas_state
+
+  def program_key(self):
+    return None if self.packed else self.genotype  # static: drawn from config.seed
+
+  def columns(self):
+    """(columns, factors): [2, nodes, 2] int32 and float32 arrays of the genotype."""
+    cols = np.asarray([self.genotype.edges(t, self.space) for t in ('normal', 'reduce')],
+                      np.int32)
+    w = [self.genotype.weights(t) for t in ('normal', 'reduce')]
+    factors = np.asarray([np.ones(cols.shape[1:]) if x is None else x for x in w],
+                         np.float32)
+    return cols, factors
 
   def init(self, rng, dummy):
-    v = darts_space.init_variables(self.net, rng, dummy)
-    return v['params'], v.get('batch_stats', {}), {}, {}
+    if not self.packed:
+      v = darts_space.init_variables(self.net, rng, dummy)
+      return v['params'], v.get('batch_stats', {}), {}, {}
+    v = darts_space.init_variables(self.supernet(), rng, dummy)
+    cols, factors = self.columns()
+    nas_state = {'support': jnp.asarray(cols), 'weights': jnp.asarray(factors)}
+    return self.pack(v['params']), self.pack(v.get('batch_stats', {})), {}, nas_state
 
   def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
     rate = self.drop_rate(jnp.zeros((), bool), rng, train)
-    return self.run(self.net, net, batch_stats, images, None, rate, rng, train)
+    weights = (nas_state['weights'], nas_state['support']) if self.packed else None
+    return self.run(self.net, net, batch_stats, images, weights, rate, rng, train)
+
+  def active_mask(self, net_params, nas_state):
+    return self.traced_mask(net_params, nas_state['support']) if self.packed else None
 
   def optimizer(self):
     return optax.identity()
@@ -267,4 +353,3 @@ class DartsFixed(CellStrategy):
 
   def metrics(self, arch, nas_state):
     return self.base_metrics(self.genotype)
-

@@ -133,6 +133,10 @@ class DSNAS(base.Strategy):
     self.rng_scope = 'global' if self.path_groups else 'device'
     self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
 
+  def program_key(self):
+    """The fixed child's genotype (drawn from config.seed for the random control)."""
+    return self.genotype
+
   # ------------------------------------------------------------------ in the step
 
   def init(self, rng, dummy):

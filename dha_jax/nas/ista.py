@@ -168,7 +168,12 @@ def measurement_matrices(space, seed):
 class ISTA(CellStrategy):
   """Sparse-coding search of a DARTS cell (dha_jax/nas/base.py's contract)."""
   fixed_counterpart = 'darts_fixed'
-  skips_inactive = True  # a static support's unused ops stay outside the step
+
+  @property
+  def skips_inactive(self):
+    """'static': a support's unused ops stay outside the step (sparse_update.SkipInactive);
+    'traced' keeps them by a mask, 'masked' runs them."""
+    return self.cfg.execution == 'static'
 
   def __init__(self, config, num_classes, image_shape):
     super().__init__(config, num_classes, image_shape, default_config(), 'ista')
@@ -178,9 +183,7 @@ class ISTA(CellStrategy):
     self.packed = self.cfg.execution == 'traced'  # theta in cell_packed.pack's layout
     self.support_params = None  # param shapes of the support's network (specialize)
     self.net = self.supernet()
-    edges = self.space.all_edges()
-    self.traced_net = darts_space.DartsNet(self.spec, num_classes, edges, edges,
-                                           bn_axis_name='data', traced=True)
+    self.traced_net = self.supernet(traced=True)
 
   def recover(self, b, A):
     """x of every node, float64 on the host (tiny: 8 problems of at most 7 x 35 in
@@ -202,14 +205,6 @@ class ISTA(CellStrategy):
                  'moved': jnp.zeros((2, nodes), jnp.float32),
                  'rejected': jnp.zeros((), jnp.int32), 'epoch': jnp.zeros((), jnp.int32)}
     return v['params'], v.get('batch_stats', {}), {'b': b}, nas_state
-
-  def pack(self, tree):
-    """Supernet variables (one collection) in this strategy's layout (packed if traced)."""
-    return cell_packed.pack(tree, self.spec) if self.packed else tree
-
-  def unpack(self, tree):
-    """The supernet's layout (names per (node, input, op)) of this strategy's variables."""
-    return cell_packed.unpack(tree, self.spec) if self.packed else tree
 
   # ---------------------------------------------------------------- in the step
 
@@ -251,33 +246,12 @@ class ISTA(CellStrategy):
     return mirror(net_params, self.support_params)
 
   def active_mask(self, net_params, nas_state):
-    """'traced': which weights of theta the support's network uses, for the step to keep
-    the others and their optimizer state exactly (sparse_update.py): a tree mirroring
-    theta, None for weights always used (stem, pre-processing, heads), else traced bools
-    broadcastable to the packed leaf (one per element of its last axis: its edge's op is
-    on the support). None when the support is static (active_net says it) or the
-    supernet runs."""
+    """'traced': which weights of theta the support's network uses (CellStrategy.
+    traced_mask); None when the support is static (active_net says it) or the supernet
+    runs."""
     if self.support is not None or self.cfg.execution != 'traced':
       return None
-    support = jnp.asarray(nas_state['support'])
-    flags = jnp.any(support[..., None] == jnp.arange(self.space.max_columns),
-                    axis=-2)  # [2, nodes, N_MAX]
-    reductions, cache = self.spec.reductions(), {}
-
-    def mask(path, edges, leaf):
-      if edges is None:
-        return None
-      t = int(int(str(getattr(path[0], 'key', path[0]))[4:]) in reductions)
-      width = leaf.shape[-1] // len(edges)
-      key = (t, edges, width)
-      if key not in cache:
-        nodes, cols = (np.asarray(v) for v in zip(*edges))
-        cache[key] = jnp.repeat(flags[t][nodes, cols], width)
-      return cache[key]
-
-    flat, treedef = jax.tree_util.tree_flatten_with_path(net_params)
-    index = treedef.flatten_up_to(cell_packed.pack_index(net_params, self.spec))
-    return treedef.unflatten([mask(p, e, x) for (p, x), e in zip(flat, index)])
+    return self.traced_mask(net_params, nas_state['support'])
 
   def optimizer(self):
     return optim.group_optimizer(self.cfg.optimizer)
@@ -309,14 +283,6 @@ class ISTA(CellStrategy):
     return new
 
   # ---------------------------------------------------------------- on the host
-
-  def child(self, state):
-    """The derived network (CellStrategy.child) from the supernet's layout of theta."""
-    if self.packed:
-      host = jax.device_get({'net': state.params['net'], 'bs': state.batch_stats})
-      state = state.replace(params=dict(state.params, net=self.unpack(host['net'])),
-                            batch_stats=self.unpack(host['bs']))
-    return super().child(state)
 
   def params_of(self, support):
     normal, reduce = edges_of(support)
