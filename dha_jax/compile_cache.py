@@ -33,6 +33,16 @@ import warnings
 import jax
 
 _ACTIVE = {'dir': None}
+_HITS = [0]  # JAX's persistent-cache hits in this process
+
+
+def _count_hits(event, **kwargs):
+  del kwargs
+  if event == '/jax/compilation_cache/cache_hits':
+    _HITS[0] += 1
+
+
+jax.monitoring.register_event_listener(_count_hits)
 STEPS_SUBDIR = 'steps'
 LOAD_EVENT = '/dha_jax/compile_cache/load_duration'  # seconds to load a kept executable
 
@@ -179,9 +189,19 @@ class _CachedStep:
         return fn
       except Exception as e:  # pylint: disable=broad-except
         warnings.warn(f'{file}: unreadable cached executable ({type(e).__name__}: {e}); '
-                      'compiling again and replacing it')
+                      'removed, compiling again')
+        try:
+          os.remove(file)
+        except OSError:
+          pass
+    hits = _HITS[0]
     compiled = self.jitted.lower(*args).compile()
     self.loaded = False
+    if _HITS[0] != hits:
+      # JAX's layer had the program: an executable loaded from it serializes without its
+      # kernels on a CPU ("Function ... not found" when run after loading), so it is not
+      # kept; the next run finds it in JAX's layer again
+      return compiled
     try:
       blob = pickle.dumps(serialize_executable.serialize(compiled))
       tmp = f'{file}.tmp{os.getpid()}'

@@ -37,9 +37,14 @@ from dha_jax.layers import precision, trace_default
 
 IMPLS = ('auto', 'xla', 'im2col', 'mixed')
 _CPU_DEFAULT = 'mixed'
-# Batch chunks hold about this many bytes of input + output (+ im2col patches):
-# about the best measured on a 2-core EPYC (benchmarks/conv_impls.py --variants).
-_CHUNK_BYTES = 3 << 20
+# Batch chunks hold about this many bytes of input + output (+ im2col patches). Below
+# it an op runs on the whole batch: no loop, whose per-chunk cost dominates small
+# tensors. Measured 2026-12-07 on a 2-core EPYC (the Fashion-MNIST config's train step,
+# batch 128): 64 MiB against the 3 MiB tuned on single convs (benchmarks/conv_impls.py)
+# left the small CNN's step as it was (437 vs 438 ms) and made the 5-cell C=8 ISTA
+# search step 1,175 -> 813 ms, its trace + lower 20.3 -> 16.6 s, XLA compile 53.6 ->
+# 48.0 s and load from the compilation cache 13.4 -> 9.8 s.
+_CHUNK_BYTES = 64 << 20
 
 Pair = Tuple[int, int]
 Padding = Union[str, int, Sequence[Tuple[int, int]]]
