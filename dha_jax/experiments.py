@@ -7,6 +7,9 @@ A dataset config takes the variant as its config argument,
 
 and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
 
+  none         the fixed network, hand-set eta, no augmentation at all (not even the
+               dataset's standard crop+flip or Cutout): where augmentation cannot pay, no
+               learned policy can
   fixed        the fixed network, hand-set eta, standard augmentation (the baseline)
   randaugment  the same with RandAugment
   trivialaugment  the same with TrivialAugment
@@ -34,7 +37,7 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
 
 import ml_collections
 
-VARIANTS = ('fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo', 'nas', 'random',
+VARIANTS = ('none', 'fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo', 'nas', 'random',
             'sequential', 'dha')
 SEARCHED = ('nas', 'random', 'dha', 'sequential')
 LEARNED_POLICY = ('da', 'da_hpo', 'dha', 'sequential')
@@ -109,6 +112,9 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
       c.nas.genotype = 'random'
     else:  # the derived genotype, from scratch (compare.py sets it)
       c.nas.genotype = () if fixed == 'dsnas' else 'DARTS_V2'
+  if variant == 'none':
+    c.preprocess.kind, c.preprocess.flip, c.preprocess.cutout = 'none', False, 0
+    c.policy.name = 'none'
   if variant in ('randaugment', 'trivialaugment'):
     c.policy.name = variant
   if variant in LEARNED_POLICY:

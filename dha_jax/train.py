@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import budget, checkpoint, compile_cache, data, distributed, export, hpo, metrics_io, nas, optim
-from dha_jax import parallel
+from dha_jax import budget, checkpoint, compile_cache, data, distributed, export, hpo
+from dha_jax import metrics_io, nas, optim, parallel
 from dha_jax import state as state_lib
 from dha_jax import steps
 from dha_jax.augment import policies

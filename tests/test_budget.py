@@ -229,8 +229,12 @@ def test_variants_switch_the_components():
   assert got['hpo'].policy.name == 'none' and got['hpo'].hpo.enabled
   assert got['trivialaugment'].policy.name == 'trivialaugment'
   assert got['random'].nas.strategy == 'darts_fixed' and got['random'].nas.genotype == 'random'
-  for v in ('fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo'):
+  for v in ('none', 'fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo'):
     assert got[v].nas.strategy == 'none', v
+  # 'none': no augmentation at all; the others keep the dataset's standard one
+  assert (got['none'].preprocess.kind, got['none'].policy.name) == ('none', 'none')
+  assert not got['none'].hpo.enabled and got['none'].lr == got['fixed'].lr
+  assert got['fixed'].preprocess.kind == got['da'].preprocess.kind == 'crop_flip'
   for v in ('hpo', 'da_hpo', 'dha'):
     h = got[v].hpo
     assert h.lr_mode == 'multiplier' and tuple(h.lr_multiplier_bounds) == (0.25, 4.0)

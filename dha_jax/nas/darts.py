@@ -259,9 +259,13 @@ def fixed_config():
   #                              drawn uniformly from the space with config.seed (the random
   #                              control of METHOD.md 3c)
   n.budget_mparams = 0.0       # 'random': redraw while the network exceeds this (M params)
-  n.execution = 'traced'       # 'traced': the genotype is data (nas_state), one compiled
-  #                              step for every genotype of the space and sizes; 'static':
-  #                              the genotype's network alone, compiled for it
+  n.execution = 'static'       # 'static': the genotype's network alone, compiled for it;
+  #                              'traced': the genotype is data (nas_state), one compiled step
+  #                              for every genotype of the space and sizes. Measured
+  #                              2026-12-07 (Fashion-MNIST, 5 cells, C=8, 2 CPU cores):
+  #                              static 28 s cold compile, 642 ms a step; traced 86 s once
+  #                              for all genotypes, then ~9 s to load, 717 ms a step: it
+  #                              pays from ~4 genotypes on (README, "Compile once")
   return n
 
 
@@ -281,12 +285,12 @@ def random_genotype(space, rng: np.random.Generator) -> darts_space.Genotype:
 class DartsFixed(CellStrategy):
   """Trains one genotype: no architecture parameters, never searching (drop-path on).
 
-  'traced' (default) runs the supernet's packed variables with the genotype's columns and
-  edge factors read from nas_state (cell_packed.traced_nodes), so every genotype of the
-  space and sizes shares one compiled step (the random control's seeds, sequential's
-  second half); the weights of the ops off the genotype are kept exactly (traced_mask).
-  'static' builds the genotype's network alone. Both compute the same function (tests/
-  test_darts_fixed.py)."""
+  'static' (default) builds the genotype's network alone. 'traced' runs the supernet's
+  packed variables with the genotype's columns and edge factors read from nas_state
+  (cell_packed.traced_nodes), so every genotype of the space and sizes shares one
+  compiled step (the random control's seeds, sequential's second half); the weights of
+  the ops off the genotype are kept exactly (traced_mask). Both compute the same
+  function (tests/test_darts_fixed.py)."""
 
   def __init__(self, config, num_classes, image_shape):
     super().__init__(config, num_classes, image_shape, fixed_config(), 'darts_fixed')

@@ -48,7 +48,7 @@ import numpy as np
 
 from dha_jax import optim
 from dha_jax.layers import conv
-from dha_jax.nas import cell_packed, darts_space
+from dha_jax.nas import darts_space
 from dha_jax.nas.sparse_recovery import lasso
 from dha_jax.nas.darts import CellStrategy
 
