@@ -43,6 +43,11 @@ def _count_hits(event, **kwargs):
 
 
 jax.monitoring.register_event_listener(_count_hits)
+
+
+def hits() -> int:
+  """Programs this process found in JAX's persistent cache so far."""
+  return _HITS[0]
 STEPS_SUBDIR = 'steps'
 LOAD_EVENT = '/dha_jax/compile_cache/load_duration'  # seconds to load a kept executable
 
@@ -97,20 +102,23 @@ _SOURCES = {}
 def _source_digest(modules) -> str:
   """sha256 of the source files of dha_jax and of `modules` (components defined elsewhere,
   e.g. a user's registered strategy)."""
-  files = set()
+  files = {}  # name -> path; names relative to the package: two clones share entries
   root = os.path.dirname(os.path.abspath(__file__))
   for d, _, names in os.walk(root):
-    files.update(os.path.join(d, n) for n in names if n.endswith('.py'))
+    for n in names:
+      if n.endswith('.py'):
+        path = os.path.join(d, n)
+        files[os.path.relpath(path, root)] = path
   for m in modules:
     f = getattr(sys.modules.get(m), '__file__', None)
-    if f:
-      files.add(os.path.abspath(f))
-  key = tuple(sorted(files))
+    if f and not os.path.abspath(f).startswith(root + os.sep):
+      files[m] = os.path.abspath(f)
+  key = tuple(sorted(files.items()))
   if key not in _SOURCES:
     h = hashlib.sha256()
-    for f in key:
-      h.update(f.encode())
-      with open(f, 'rb') as fh:
+    for name, path in key:
+      h.update(name.encode())
+      with open(path, 'rb') as fh:
         h.update(fh.read())
     _SOURCES[key] = h.hexdigest()
   return _SOURCES[key]

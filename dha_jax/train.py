@@ -25,14 +25,14 @@ class NonFiniteLoss(FloatingPointError):
 
 
 class CompileLog:
-  """Seconds JAX spends tracing, lowering, compiling and loading compiled programs from a
-  cache (JAX's persistent one, the loop's executables: compile_cache.py; loading one is
-  not free on a CPU), and the number of XLA compiles, from JAX's monitoring events
-  (process-wide; a run reports the difference)."""
-  seconds, count = 0.0, 0
+  """Seconds JAX spends tracing, lowering, compiling or loading compiled programs (from
+  JAX's persistent cache: inside its backend-compile event; the loop's kept executables:
+  compile_cache.LOAD_EVENT; a load is not free on a CPU), and the number of programs XLA
+  compiled (its backend compiles less the persistent cache's hits), from JAX's
+  monitoring events (process-wide; a run reports the difference)."""
+  seconds, backend = 0.0, 0
   EVENTS = ('/jax/core/compile/jaxpr_trace_duration',
             '/jax/core/compile/jaxpr_to_mlir_module_duration',
-            '/jax/compilation_cache/cache_retrieval_time_sec',
             compile_cache.LOAD_EVENT,
             '/jax/core/compile/backend_compile_duration')
 
@@ -41,11 +41,12 @@ class CompileLog:
     del kwargs
     if event in cls.EVENTS:
       cls.seconds += duration
-      cls.count += event == cls.EVENTS[-1]
+      cls.backend += event == cls.EVENTS[-1]
 
   @classmethod
   def now(cls):
-    return cls.seconds, cls.count
+    """(seconds, XLA compiles) so far in this process."""
+    return cls.seconds, cls.backend - compile_cache.hits()
 
 
 jax.monitoring.register_event_duration_secs_listener(CompileLog.listen)

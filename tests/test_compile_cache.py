@@ -158,3 +158,22 @@ def test_runs_with_the_same_key_lower_to_the_same_program(test_config):
     (id0, hlo0), (id1, hlo1) = (_program(make(s, kind), lower) for s in (0, 1))
     assert (id0 == id1) == lower, kind
     assert hlo0 == hlo1, kind
+
+
+def test_the_compile_log_counts_xla_compiles_not_cache_hits(tmp_path):
+  """result.json's num_compiles: XLA's backend compiles less the persistent cache's hits
+  (JAX reports a hit inside a backend-compile event, its load time too)."""
+  x = jax.numpy.arange(11.0)
+  try:
+    compile_cache.enable(str(tmp_path))
+    counts = [(train.CompileLog.now()[1], compile_cache.hits())]
+    for _ in range(2):
+      def program(x):  # a new function each time: JAX's in-memory caches miss
+        return jax.numpy.sin(x) * 3.0 + jax.numpy.cos(x[::-1])
+      jax.jit(program).lower(x).compile()
+      counts.append((train.CompileLog.now()[1], compile_cache.hits()))
+  finally:
+    compile_cache.enable(os.environ['DHA_JAX_CACHE_DIR'])
+  (n0, h0), (n1, h1), (n2, h2) = counts
+  assert (n1 - n0, h1 - h0) == (1, 0)  # compiled
+  assert (n2 - n1, h2 - h1) == (0, 1)  # found in the cache
