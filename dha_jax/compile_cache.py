@@ -13,7 +13,9 @@ take it away:
   checks that two seeds lower to the same program), what the strategy fixed outside the
   config (Strategy.program_key), the arguments' shapes, dtypes and shardings, the
   devices, the process-wide settings, the versions of jax/jaxlib/flax/optax, XLA_FLAGS and
-  the source of dha_jax itself. A hit runs the stored executable at once.
+  the source of dha_jax itself. A hit runs the stored executable at once. A step whose
+  XLA compile came from JAX's layer is not kept again: on a CPU an executable loaded from
+  there serializes without its kernels.
 
 Where: config.compile_cache_dir (configs/default.py: $DHA_JAX_CACHE_DIR, else
 $XDG_CACHE_HOME/dha_jax/xla, else ~/.cache/dha_jax/xla); '' turns both layers off. The
@@ -32,6 +34,8 @@ import warnings
 
 import jax
 
+STEPS_SUBDIR = 'steps'
+LOAD_EVENT = '/dha_jax/compile_cache/load_duration'  # seconds to load a kept executable
 _ACTIVE = {'dir': None}
 _HITS = [0]  # JAX's persistent-cache hits in this process
 
@@ -48,8 +52,6 @@ jax.monitoring.register_event_listener(_count_hits)
 def hits() -> int:
   """Programs this process found in JAX's persistent cache so far."""
   return _HITS[0]
-STEPS_SUBDIR = 'steps'
-LOAD_EVENT = '/dha_jax/compile_cache/load_duration'  # seconds to load a kept executable
 
 
 def default_dir() -> str:
