@@ -134,6 +134,38 @@ def _versions():
           os.environ.get('XLA_FLAGS', ''), sys.version_info[:2])
 
 
+SHAPES_SUBDIR = 'shapes'
+
+
+def traced_once(kind, key, fn):
+  """fn() for a result that is cheap to keep and costly to trace (a supernet's parameter
+  shapes, its op sizes: ~9 s of a Fashion-MNIST cell run's start on a CPU), kept in
+  <dir>/shapes/ under `key` (its repr must say all fn depends on) with dha_jax's source
+  and the library versions: a later process reads it instead of tracing."""
+  folder = active_dir()
+  if folder is None:
+    return fn()
+  h = hashlib.sha256(repr((kind, key, _versions(), _source_digest(()))).encode())
+  file = os.path.join(folder, SHAPES_SUBDIR, f'{kind}-{h.hexdigest()[:32]}.pkl')
+  try:
+    with open(file, 'rb') as f:
+      return pickle.load(f)
+  except FileNotFoundError:
+    pass
+  except Exception as e:  # pylint: disable=broad-except
+    warnings.warn(f'{file}: unreadable ({type(e).__name__}: {e}); tracing again')
+  out = fn()
+  try:
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    tmp = f'{file}.tmp{os.getpid()}'
+    with open(tmp, 'wb') as f:
+      pickle.dump(out, f)
+    os.replace(tmp, file)
+  except OSError as e:
+    warnings.warn(f'could not keep {kind} in {folder} ({e}); the run goes on without it')
+  return out
+
+
 def _arg_signature(args):
   leaves, treedef = jax.tree_util.tree_flatten(args)
   return str(treedef), tuple((tuple(x.shape), str(x.dtype), repr(getattr(x, 'sharding', None)))

@@ -2,6 +2,7 @@
 (another workdir, another seed) compile almost nothing and compute the same thing; the
 key they are kept under leaves out only what reaches the step as data."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -177,3 +178,40 @@ def test_the_compile_log_counts_xla_compiles_not_cache_hits(tmp_path):
   (n0, h0), (n1, h1), (n2, h2) = counts
   assert (n1 - n0, h1 - h0) == (1, 0)  # compiled
   assert (n2 - n1, h2 - h1) == (0, 1)  # found in the cache
+
+
+def test_a_supernets_shapes_are_traced_once_per_machine(tmp_path):
+  """compile_cache.traced_once: the second process (here: call) reads what the first
+  traced; a damaged file is traced again; no cache, no file."""
+  from dha_jax.nas import darts_space  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def shapes():
+    calls.append(1)
+    return {'w': jax.ShapeDtypeStruct((3, 4), np.float32), 'n': 7}
+
+  try:
+    compile_cache.enable(str(tmp_path))
+    first = compile_cache.traced_once('test', ('a', 1), shapes)
+    again = compile_cache.traced_once('test', ('a', 1), shapes)
+    assert first == again and len(calls) == 1
+    other = compile_cache.traced_once('test', ('a', 2), shapes)  # another key
+    assert other == first and len(calls) == 2
+    for p in (tmp_path / compile_cache.SHAPES_SUBDIR).iterdir():
+      p.write_bytes(b'\x00')
+    with pytest.warns(UserWarning, match='unreadable'):
+      assert compile_cache.traced_once('test', ('a', 1), shapes) == first
+    assert len(calls) == 3
+    # the cell supernet's op sizes, as a run counts them: the same from the file
+    spec = darts_space.make_spec(darts.fixed_config(), 0.9)
+    spec = dataclasses.replace(spec, channels=4, layers=3)
+    traced = darts_space._trace_op_sizes(spec, 10, (8, 8, 1))  # pylint: disable=protected-access
+    kept = darts_space._op_sizes(spec, 10, (8, 8, 1))  # pylint: disable=protected-access
+    darts_space._op_sizes.cache_clear()  # pylint: disable=protected-access
+    assert darts_space._op_sizes(spec, 10, (8, 8, 1)) == kept == traced  # pylint: disable=protected-access
+    compile_cache.enable('')
+    n = len(calls)
+    compile_cache.traced_once('test', ('a', 1), shapes)
+    assert len(calls) == n + 1
+  finally:
+    compile_cache.enable(os.environ['DHA_JAX_CACHE_DIR'])

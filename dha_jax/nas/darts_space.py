@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from dha_jax import compile_cache
 from dha_jax.layers import conv
 from dha_jax.models import common
 from dha_jax.nas import cell_packed, cell_space, darts_ops, host_init
@@ -343,7 +344,8 @@ def init_variables(net: DartsNet, rng, dummy):
   host (host_init: jit-compiling the init of a supernet with hundreds of convolutions took
   5-9 minutes on this CPU, eager init 25-45 s)."""
   return host_init.variables(lambda x: net.init(jax.random.PRNGKey(0), x, train=False,
-                                                with_aux=True), rng, dummy)
+                                                with_aux=True), rng, dummy,
+                             key=('DartsNet.init', repr(net)))
 
 
 def restrict(tree, template):
@@ -360,7 +362,13 @@ def _size(tree) -> int:
 @functools.lru_cache(maxsize=16)
 def _op_sizes(spec, num_classes, image_shape):
   """({(cell, op name): parameters}, parameters outside the ops) of the supernet: a
-  child's weights are the supernet's restricted to its ops, so its size is a sum."""
+  child's weights are the supernet's restricted to its ops, so its size is a sum. Traced
+  once per machine (compile_cache.traced_once)."""
+  return compile_cache.traced_once('op_sizes', (repr(spec), num_classes, image_shape),
+                                   lambda: _trace_op_sizes(spec, num_classes, image_shape))
+
+
+def _trace_op_sizes(spec, num_classes, image_shape):
   edges = spec.space.all_edges()
   net = DartsNet(spec, num_classes, edges, edges, bn_axis_name=None)
   shapes = conv.eval_shape(lambda x: net.init(jax.random.PRNGKey(0), x, train=False),

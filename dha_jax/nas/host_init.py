@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dha_jax import compile_cache
 from dha_jax.layers import conv
 
 
@@ -48,10 +49,17 @@ def abstract():
     _ABSTRACT.on = False
 
 
-def variables(init, rng, *args):
+def variables(init, rng, *args, key=None):
   """The variables `init(*args)` (a Flax init at a fixed key) would create, drawn from a
-  numpy generator seeded by `rng` (a concrete key)."""
-  shapes = conv.eval_shape(init, *args)
+  numpy generator seeded by `rng` (a concrete key). `key`: a repr-able description of
+  `init` (e.g. the module), under which its shapes are kept for the next process
+  (compile_cache.traced_once; None: traced every time)."""
+  trace = lambda: conv.eval_shape(init, *args)
+  if key is None:
+    shapes = trace()
+  else:
+    avals = [(a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(args)]
+    shapes = compile_cache.traced_once('init_shapes', (key, avals), trace)
   if isinstance(rng, jax.core.Tracer):
     if not getattr(_ABSTRACT, 'on', False):
       raise ValueError('host_init.variables draws on the host: call it with a concrete '
