@@ -203,14 +203,15 @@ class _CachedStep:
     self.loaded = False  # the last executable came from disk (tests, benchmarks)
 
   def __call__(self, *args):
+    error = None
     if self._last is not None:  # the usual case: the same shapes as the last call (a
       try:                      # signature of thousands of leaves costs ms a step)
         return self._last(*args)
-      except (TypeError, ValueError):  # other shapes or shardings: checked before it runs
-        pass
+      except (TypeError, ValueError) as e:  # other shapes or shardings: checked before it
+        error = e                           # runs
     sig = _arg_signature(args)
-    if sig in self._compiled and self._compiled[sig] is self._last:
-      return self._last(*args)  # the error was not the signature's: raise it
+    if error is not None and self._compiled.get(sig) is self._last:
+      raise error  # the arguments fit the executable: the error is not theirs
     if sig not in self._compiled:
       self._compiled[sig] = self._load_or_compile(args)
     self._last = self._compiled[sig]
