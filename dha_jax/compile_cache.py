@@ -155,15 +155,22 @@ def traced_once(kind, key, fn):
   except Exception as e:  # pylint: disable=broad-except
     warnings.warn(f'{file}: unreadable ({type(e).__name__}: {e}); tracing again')
   out = fn()
+  _keep(file, lambda: pickle.dumps(out), kind)
+  return out
+
+
+def _keep(file, blob, what):
+  """Writes blob() to `file` whole or not at all (whoever reads it sees either); a
+  failure costs only the next process's trace or compile."""
   try:
     os.makedirs(os.path.dirname(file), exist_ok=True)
     tmp = f'{file}.tmp{os.getpid()}'
     with open(tmp, 'wb') as f:
-      pickle.dump(out, f)
+      f.write(blob())
     os.replace(tmp, file)
-  except OSError as e:
-    warnings.warn(f'could not keep {kind} in {folder} ({e}); the run goes on without it')
-  return out
+  except Exception as e:  # pylint: disable=broad-except
+    warnings.warn(f'could not keep {what} in {os.path.dirname(file)} '
+                  f'({type(e).__name__}: {e}); the run goes on without it')
 
 
 def _arg_signature(args):
@@ -245,13 +252,6 @@ class _CachedStep:
       # kernels on a CPU ("Function ... not found" when run after loading), so it is not
       # kept; the next run finds it in JAX's layer again
       return compiled
-    try:
-      blob = pickle.dumps(serialize_executable.serialize(compiled))
-      tmp = f'{file}.tmp{os.getpid()}'
-      with open(tmp, 'wb') as f:
-        f.write(blob)
-      os.replace(tmp, file)  # whole or absent, whoever reads it
-    except Exception as e:  # pylint: disable=broad-except
-      warnings.warn(f'could not keep the compiled {self.name} step in {self.folder} '
-                    f'({type(e).__name__}: {e}); the run goes on without it')
+    _keep(file, lambda: pickle.dumps(serialize_executable.serialize(compiled)),
+          f'the compiled {self.name} step')
     return compiled

@@ -37,8 +37,8 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
 
 import ml_collections
 
-VARIANTS = ('none', 'fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo', 'nas', 'random',
-            'sequential', 'dha')
+VARIANTS = ('none', 'fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo', 'nas',
+            'random', 'sequential', 'dha')
 SEARCHED = ('nas', 'random', 'dha', 'sequential')
 LEARNED_POLICY = ('da', 'da_hpo', 'dha', 'sequential')
 LEARNED_HPARAMS = ('hpo', 'da_hpo', 'dha', 'sequential')
