@@ -34,6 +34,9 @@ def get_config():
   d.train_size = 0         # tfds streaming: number of train examples (mock_data has no split info)
   d.train_subset = 0       # > 0: a seeded, class-stratified subset of this many training examples,
   #                          taken after the val hold-out (disjoint from it; 0 = all)
+  d.eval_shift = (0, 0)     # planted check (data/planted.py): val and test images moved (dx, dy)
+  #                          pixels, right / down; training images unchanged
+  d.eval_rotate = 0.0      # planted check: val and test images rotated by this many degrees (CCW)
   d.test_split = 'test'    # tfds: split used for the final test ('validation' for imagenet2012)
   d.synthetic = ml_collections.ConfigDict(  # source=synthetic: `size` random training
       {'shape': (32, 32, 3), 'num_classes': 10, 'size': 1024})  # images (+ val_size, + size/4 test)
@@ -51,10 +54,12 @@ def get_config():
 
   # ---- model ----------------------------------------------------------------------
   c.model = m = ml_collections.ConfigDict()
-  m.name = 'small_cnn'     # 'small_cnn' | 'resnet' | the zoo of DiffAutoML's Table 2: 'resnet50' |
+  m.name = 'small_cnn'     # 'small_cnn' | 'conv_mlp' | 'resnet' | the zoo of DiffAutoML's Table 2: 'resnet50' |
   #                          'resnet200' | 'wrn28_10' | 'wrn40_2' | 'pyramidnet272' (fixed networks;
   #                          search spaces come with nas.*)
-  m.widths = (32, 64)      # small_cnn: channels per stage (2 convs each, pool between stages)
+  m.widths = (32, 64)      # small_cnn: channels per stage (2 convs each, pool between stages);
+  #                          conv_mlp: one conv and a 2x2 max-pool per stage
+  m.hidden = 256           # conv_mlp: units of the dense layer after the flattened features
   m.stage_sizes = (2, 2, 2)  # resnet: basic blocks per stage
   m.width = 16             # resnet: channels of the first stage (doubled per stage)
   m.stem = 'cifar'         # resnet: 'cifar' (3x3 conv) | 'imagenet' (7x7/2 conv + max-pool)
@@ -102,6 +107,9 @@ def get_config():
   pol.ops = ops.OP_NAMES      # the 14, in dha_jax/augment/ops.py's order
   pol.estimator = 'importance'  # learned: 'importance' (value-1 factor p/stopgrad(p), batch-mean
   #                               baseline; METHOD.md 2) | 'reference' (the literal L_DA = -mean p*loss)
+  pol.objective = 'train'    # learned: 'train' (the papers' L_DA: raise pairs of high training loss)
+  #                            | 'val' (held-out: first-order d L_val(theta_{t+1}) / d tau through
+  #                            each sample's weight in the step; a val batch and a JVP a step)
   pol.entropy_weight = 0.0   # learned: lambda of the safeguard L_DA - lambda H(p) (0 = off)
   pol.temperature = 2.0      # learned: q = softmax((log p + gumbel)/T), one draw per step
   pol.gumbel = True          # learned: perturb the sampling distribution (False: sample p)

@@ -31,7 +31,9 @@ ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NA
                 'dataset.synthetic.shape': [32, 32, 3], 'dataset.synthetic.num_classes': 10,
                 'dataset.synthetic.size': 1024, 'compute_dtype': 'float32',
                 'nas.cell_space': 'darts', 'nas.path_groups': 0,
-                'nas.execution': 'static'}  # (darts_fixed's, 2026-12-07; ISTA's always had it)
+                'nas.execution': 'static',  # (darts_fixed's, 2026-12-07; ISTA's always had it)
+                'model.hidden': 256, 'dataset.eval_shift': [0, 0], 'dataset.eval_rotate': 0.0,
+                'policy.objective': 'train'}
 
 
 class IncompatibleCheckpoint(ValueError):

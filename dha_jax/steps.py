@@ -29,6 +29,19 @@ def cross_entropy(logits, labels, smoothing=0.0):
   return optax.softmax_cross_entropy(logits, onehot)
 
 
+def heldout_scores(sample_losses, net, val_grad, lr):
+  """lr <grad l_k, grad L_val> per sample k: the first-order decrease of the held-out loss
+  that sample k's share of theta's step brings (config.policy.objective='val';
+  augment/learned.py). One JVP of the per-sample loss vector along val_grad. lr: the
+  step's learning rate, a scalar or one per parameter group (hpo.per_group)."""
+  if jnp.ndim(lr):
+    from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
+    val_grad = jax.tree_util.tree_map(lambda t: t * lr[hypergrad.group_index(t)], val_grad)
+    lr = 1.0
+  _, along = jax.jvp(sample_losses, (net,), (val_grad,))
+  return lr * along
+
+
 class Components:
   """The static parts a step closes over: strategy, policy, eta handler, optimizers."""
 
@@ -40,6 +53,7 @@ class Components:
     # the extra batches the step reads, from the declared objectives (train.py feeds them)
     self.feeds_arch_batch = strategy.arch_objective == 'val'  # 'arch_image', 'arch_label'
     self.feeds_hpo_batch = hpo.objective in ('val', 'train')  # 'hpo_image', 'hpo_label'
+    self.feeds_policy_batch = policy.objective == 'val'  # 'policy_image', 'policy_label'
 
   def inactive_net(self, net_params):
     """Weights the strategy's network does not use this step (static; none by default)."""
@@ -96,12 +110,26 @@ def make_train_step(c: Components):
     arch_key = (k_arch if c.strategy.rng_scope == 'global' else
                 jax.random.fold_in(k_arch, parallel.device_index()))
 
-    def val_loss(net_params, arch):
-      """Un-augmented held-out batch at the current weights (first-order DARTS)."""
-      x = c.prepare_eval(batch['arch_image'])
+    def val_loss(net_params, arch, prefix='arch_'):
+      """Un-augmented held-out batch at the current weights (first-order DARTS; tau's
+      held-out objective with prefix 'policy_')."""
+      x = c.prepare_eval(batch[prefix + 'image'])
       logits, _, _ = c.strategy.apply(net_params, state.batch_stats, arch, state.nas_state,
                                       x, arch_key, train=True)
-      return jnp.mean(cross_entropy(logits, batch['arch_label'], cfg.label_smoothing))
+      return jnp.mean(cross_entropy(logits, batch[prefix + 'label'], cfg.label_smoothing))
+
+    def sample_losses(net_params):
+      logits, _, _ = c.strategy.apply(net_params, state.batch_stats, state.params['arch'],
+                                      state.nas_state, images, arch_key, train=True)
+      return cross_entropy(logits, labels, cfg.label_smoothing)
+
+    scores = None  # tau's per-sample scores: the training losses unless 'val'
+    if c.feeds_policy_batch:
+      net = state.params['net']
+      val_grad = parallel.pmean(jax.grad(lambda p: val_loss(p, state.params['arch'],
+                                                            'policy_'))(net))
+      scores = heldout_scores(sample_losses, net, val_grad,
+                              c.eta(state.step, state.hparams, state.horizon)['learning_rate'])
 
     # Weights the network does not use get no gradient at all (not even zeros); with a
     # traced support, exact zeros, and `mask` keeps them and their optimizer state.
@@ -119,7 +147,8 @@ def make_train_step(c: Components):
                                                        cfg.label_smoothing)
       loss = jnp.mean(losses)
       total = (loss + c.strategy.arch_loss(params['arch'], state.nas_state, aux)
-               + c.policy.loss(params['policy'], pol_aux, jax.lax.stop_gradient(losses)))
+               + c.policy.loss(params['policy'], pol_aux,
+                               jax.lax.stop_gradient(losses if scores is None else scores)))
       acc = jnp.mean(jnp.argmax(logits, -1) == labels)
       return total, (loss, acc, new_bs, aux)
 

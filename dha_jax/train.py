@@ -196,8 +196,9 @@ class _RunSteps:
 
 class Batches:
   """The step's input, built from what the components declare: the training batch, plus
-  the HPO batch when eta is learned from one ('train' or 'val' objective) and the
-  held-out batch of a bi-level strategy (fed every step; used while it searches). Each
+  the HPO batch when eta is learned from one ('train' or 'val' objective), the
+  held-out batch of a bi-level strategy (fed every step; used while it searches) and
+  that of tau's held-out objective. Each
   stream has its own seed and resumes at `start`; this process reads its slice."""
 
   def __init__(self, ds, comps, config, start=0, process_index=0, process_count=1):
@@ -210,6 +211,8 @@ class Batches:
                                           1)))
     if comps.feeds_arch_batch:
       self.streams.append(('arch_', stream('val', 2)))
+    if comps.feeds_policy_batch:  # tau's held-out objective
+      self.streams.append(('policy_', stream('val', 3)))
 
   def __iter__(self):
     return self

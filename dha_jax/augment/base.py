@@ -13,6 +13,10 @@ import optax
 class Policy(abc.ABC):
   """Base of every policy registered in dha_jax/augment/policies.py (POLICIES)."""
 
+  # None | 'val': 'val' makes the loop feed a held-out batch ('policy_image',
+  # 'policy_label') and the step pass `loss` held-out scores instead of training losses.
+  objective = None
+
   def __init__(self, config):
     del config
 
@@ -27,7 +31,9 @@ class Policy(abc.ABC):
     return {}
 
   def loss(self, tau, aux, losses):
-    """Scalar L_DA from the per-sample losses (already stop-gradient'ed); 0 when fixed."""
+    """Scalar L_DA from per-sample scores (constants) whose pairs it makes more likely:
+    the training losses, or under objective 'val' each sample's first-order decrease of
+    the held-out loss (steps.heldout_scores); 0 when fixed."""
     del tau, aux, losses
     return jnp.zeros(())
 

@@ -14,6 +14,16 @@ constants to it):
       quantity to log). Inside the step's shard_map lbar is pmean'd over 'data'.
   'reference'             L_DA = - mean_k p_{u_k}(tau) * l_k   (the papers' literal form)
       Gradient -(1/B) sum_k l_k p_{u_k} (e_{u_k} - p).
+
+config.policy.objective picks the per-sample scores l_k:
+  'train' (default)  the training losses: the papers' L_DA. It can only make augmentation
+      harder, never milder, so where augmentation hurts it cannot help.
+  'val'   the held-out objective L_val(theta_{t+1}(tau)): theta's step is
+      theta - lr mean_k w_k grad l_k with w_k the value-1 factor above, so to first order
+      d L_val / d tau = -lr mean_k <grad L_val, grad l_k> (e_{u_k} - p), and the scores are
+      l_k = lr <grad L_val, grad l_k> (steps.heldout_scores: one JVP of the per-sample
+      losses along grad L_val). Pairs whose samples pull theta the way the held-out loss
+      falls gain mass; pairs that hurt it, Identity included, lose it.
 """
 
 import jax
@@ -24,6 +34,7 @@ from dha_jax import optim, parallel
 from dha_jax.augment import base, op_subset, ops
 
 ESTIMATORS = ('importance', 'reference')
+OBJECTIVES = ('train', 'val')
 
 
 def pair_names(op_names=ops.OP_NAMES):
@@ -100,6 +111,11 @@ class LearnedPolicy(base.Policy):
     if self.estimator not in ESTIMATORS:
       raise ValueError(f'config.policy.estimator={self.estimator!r} is unknown; choose one '
                        f'of {ESTIMATORS}')
+    objective = self.cfg.get('objective', 'train')
+    if objective not in OBJECTIVES:
+      raise ValueError(f'config.policy.objective={objective!r} is unknown; choose one of '
+                       f'{OBJECTIVES}')
+    self.objective = 'val' if objective == 'val' else None  # the batch the loop feeds
     self.op_names = op_subset.names(config)  # tau's axes, in this order
     self.op_ids = op_subset.indices(self.op_names)
 

@@ -3,7 +3,7 @@ disjoint train / val / test splits of uint8 images and int32 labels."""
 
 import dataclasses
 
-from dha_jax.data import base, digits, folder, idx, synthetic, tfds_source
+from dha_jax.data import base, digits, folder, idx, planted, synthetic, tfds_source
 
 SOURCES = {
     'digits': digits.load,
@@ -25,4 +25,4 @@ def load(cfg, seed: int):
                        'source=tfds set config.dataset.in_memory=True')
     ds = dataclasses.replace(ds, train=base.stratified_subset(ds.train, cfg.train_subset,
                                                                 seed))
-  return ds
+  return planted.apply(ds, cfg)

@@ -1,10 +1,11 @@
 """Fixed networks (the baseline mode). Search spaces live in dha_jax/nas/."""
 
-from dha_jax.models import bottleneck_resnet, pyramidnet, resnet, small_cnn, wide_resnet
+from dha_jax.models import bottleneck_resnet, conv_mlp, pyramidnet, resnet, small_cnn, wide_resnet
 
 MODELS = {
     'small_cnn': small_cnn.from_config,
     'resnet': resnet.from_config,
+    'conv_mlp': conv_mlp.from_config,  # flattened dense head: the calibration regime
     # the fixed-network zoo of DiffAutoML's Table 2 (published depth and width by name)
     'resnet50': bottleneck_resnet.from_config,
     'resnet200': bottleneck_resnet.from_config,
