@@ -52,7 +52,7 @@ class Components:
     self.arch_objective = strategy.arch_objective
     # the extra batches the step reads, from the declared objectives (train.py feeds them)
     self.feeds_arch_batch = strategy.arch_objective == 'val'  # 'arch_image', 'arch_label'
-    self.feeds_hpo_batch = hpo.objective in ('val', 'train')  # 'hpo_image', 'hpo_label'
+    self.feeds_hpo_batch = hpo.objective in ('val', 'train', 'forward')  # 'hpo_image', ...
     self.feeds_policy_batch = policy.objective == 'val'  # 'policy_image', 'policy_label'
 
   def inactive_net(self, net_params):

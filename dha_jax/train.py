@@ -207,7 +207,7 @@ class Batches:
                                process_index, process_count)
     self.streams = [('', stream('train', 0))]
     if comps.feeds_hpo_batch:
-      self.streams.append(('hpo_', stream('val' if comps.hpo.objective == 'val' else 'train',
+      self.streams.append(('hpo_', stream('train' if comps.hpo.objective == 'train' else 'val',
                                           1)))
     if comps.feeds_arch_batch:
       self.streams.append(('arch_', stream('val', 2)))

@@ -23,8 +23,9 @@ class Update(NamedTuple):
 class Handler(abc.ABC):
   """Base of the eta handlers (hpo.create picks one from config.hpo.enabled)."""
 
-  # None | 'val' | 'train' | 'lagged': the batch L_hpo is taken on ('val', 'train': the
-  # loop feeds an HPO batch; 'lagged': the next step's training gradient).
+  # None | 'val' | 'train' | 'lagged' | 'forward': the batch L_hpo is taken on ('val',
+  # 'train', 'forward': the loop feeds an HPO batch, held-out but for 'train'; 'lagged':
+  # the next step's training gradient).
   objective = None
   # multiply the learning rate by the base schedule (False: the learned lr replaces it)
   use_schedule = True

@@ -9,6 +9,15 @@ and g_t held constant (first order). config.hpo.objective picks L_hpo:
   'lagged'  no extra network pass: the NEXT step's training gradient g_{t+1} (computed
             anyway) times d theta_{t+1} / d eta_t, a forward-mode tangent of the update
             kept in the state; eta_t is therefore updated one step late.
+  'forward' a longer horizon (as MARTHE): the tangent Z is carried over the steps with a
+            decay, Z_{t+1} = mu Z_t + d theta_{t+1} / d eta_t (config.hpo.tangent_decay
+            mu; the Jacobian d theta_{t+1} / d theta_t taken as the identity, so no
+            second-order pass), and every config.hpo.every_steps steps eta moves along
+            <grad L_val(theta_t), Z_t> on a held-out batch. Z sums ~1/(1 - mu) past
+            updates: the gradient says whether a larger eta over that window would have
+            lowered the held-out loss, not the next step's training loss, whose greedy
+            answer is to shrink the learning rate once the loss is noise-dominated.
+            'lagged' takes the same decay (0: today's one-step tangent).
 
 eta is stored normalised to its bounds, u in [0, 1]: value = low + u (high - low)
 ('linear') or low (high / low)^u ('log'). Why: one step of eta's own optimizer then moves
@@ -30,7 +39,8 @@ from dha_jax.hpo import base
 KINDS = ('lr', 'weight_decay')                # keys of TrainState.hparams
 OPT_NAMES = {'lr': 'learning_rate', 'weight_decay': 'weight_decay'}  # optimizer's names
 GROUPS = ('conv', 'dense', 'norm_bias')        # per_group=True: one eta per group
-OBJECTIVES = ('val', 'train', 'lagged')
+OBJECTIVES = ('val', 'train', 'lagged', 'forward')
+TANGENT = ('lagged', 'forward')  # the objectives that keep d theta / d eta in the state
 
 
 def default_config():
@@ -50,6 +60,8 @@ def default_config():
   #                            from 1 (METHOD.md 4; use_schedule, lr_bounds and lr_init unused)
   h.lr_multiplier_bounds = (0.25, 4.0)
   h.learn_wd = True          # False: weight decay stays config.weight_decay (only lr is learned)
+  h.tangent_decay = 0.0      # 'lagged' / 'forward': mu of the carried tangent (0: one step)
+  h.every_steps = 1          # 'forward': eta moves every this many steps (1 held-out gradient each)
   h.optimizer = ml_collections.ConfigDict(
       {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999})  # eta's optimizer; lr is a fraction of the bound range per step
   return h
@@ -82,6 +94,11 @@ class LearnedHparams(base.Handler):
     if h.lr_mode not in ('absolute', 'multiplier'):
       raise ValueError(f"config.hpo.lr_mode={h.lr_mode!r}: use 'absolute' or 'multiplier'")
     self.objective, self.per_group, self.log = h.objective, bool(h.per_group), h.space == 'log'
+    self.decay, self.every = float(h.tangent_decay), int(h.every_steps)
+    if not 0.0 <= self.decay < 1.0:
+      raise ValueError(f'config.hpo.tangent_decay={h.tangent_decay}: use 0 <= mu < 1')
+    if self.every < 1:
+      raise ValueError(f'config.hpo.every_steps={h.every_steps}: use a whole number >= 1')
     self.multiplier = h.lr_mode == 'multiplier'
     self.use_schedule = self.multiplier or bool(h.use_schedule)
     self.base_lr, self.fixed_wd = float(config.lr), float(config.weight_decay)
@@ -144,7 +161,7 @@ class LearnedHparams(base.Handler):
     """eta's optimizer state; 'lagged' also keeps d theta_{t+1} / d u_t (one tree like
     theta per kind), so it needs the network's parameters (shapes) `net`."""
     state = {'opt': self.tx.init(hparams)}
-    if self.objective == 'lagged':
+    if self.objective in TANGENT:
       zeros = lambda: {} if net is None else jax.tree_util.tree_map(jnp.zeros_like, net)
       state.update(tangent={k: zeros() for k in self.kinds}, ready=jnp.zeros((), jnp.int32))
     return state
@@ -157,9 +174,9 @@ class LearnedHparams(base.Handler):
       return optim.update_theta(tx, opt_state, params, grads, eta_fn(u),
                                 gid if self.per_group else None)
 
-    if self.objective == 'lagged':
+    if self.objective in TANGENT:
       new_params, new_net_opt, new_u, new_hp_state, hgrad, extra = self._lagged(
-          theta_next, grads, gid, hparams, hp_opt_state)
+          theta_next, grads, gid, hparams, hp_opt_state, params, hpo_loss)
       used = new_u        # eta moves first, then theta steps with it
     else:
       new_params, new_net_opt, new_u, new_hp_state, hgrad, extra = self._through_loss(
@@ -186,25 +203,40 @@ class LearnedHparams(base.Handler):
     new_u, new_opt = self._step_eta(hgrad, u, hp_state['opt'])
     return new_params, new_net_opt, new_u, {'opt': new_opt}, hgrad, {'hpo/loss': loss}
 
-  def _lagged(self, theta_next, grads, gid, u, hp_state):
-    """'lagged': g_{t+1} . d theta_{t+1}/d u_t updates u_t one step late; then the tangent
-    of this step's update (forward mode, no network pass) is stored for the next."""
+  def _lagged(self, theta_next, grads, gid, u, hp_state, params, hpo_loss):
+    """'lagged': g_{t+1} . Z_t updates u_t one step late ('forward': grad L_val(theta_t) .
+    Z_t, every `every` steps); then Z_{t+1} = mu Z_t + the tangent of this step's update
+    (forward mode, no network pass) is stored for the next."""
     tangent = hp_state['tangent']
     if not jax.tree_util.tree_leaves(tangent['lr']):
-      raise ValueError("config.hpo.objective='lagged' keeps a tangent shaped like theta: "
-                       'create the state with hpo.init_opt_state(hparams, net_params)')
-    # grads are already averaged over devices and the tangent is replicated: no pmean.
-    hgrad = self._contract(grads, tangent, gid)
+      raise ValueError(f'config.hpo.objective={self.objective!r} keeps a tangent shaped '
+                       'like theta: create the state with hpo.init_opt_state(hparams, '
+                       'net_params)')
+    # 'ready' counts the steps taken; step 0 has no tangent yet: no eta step.
+    count = hp_state['ready']
+    moves = count > 0
+    if self.objective == 'forward':
+      if hpo_loss is None:
+        raise ValueError("config.hpo.objective='forward' needs the held-out batch "
+                         "(batch['hpo_image'], batch['hpo_label'])")
+      moves = moves & (count % self.every == 0)
+      # hpo_loss is local to the device: pmean its gradient; computed on moving steps only
+      probe = jax.lax.cond(moves, lambda: parallel.pmean(jax.grad(hpo_loss)(params)),
+                           lambda: jax.tree_util.tree_map(jnp.zeros_like, params))
+    else:  # grads are already averaged over devices and the tangent is replicated
+      probe = grads
+    hgrad = self._contract(probe, tangent, gid)
     new_u, new_opt = self._step_eta(hgrad, u, hp_state['opt'])
-    # Step 0 has no tangent yet: keep eta and its optimizer (zero gradient, no step).
-    ready = hp_state['ready'] > 0
-    new_u, new_opt = jax.tree_util.tree_map(lambda a, b: jnp.where(ready, a, b),
+    new_u, new_opt = jax.tree_util.tree_map(lambda a, b: jnp.where(moves, a, b),
                                             (new_u, new_opt), (u, hp_state['opt']))
     (new_params, new_net_opt), lin = jax.linearize(theta_next, new_u)
     new_tangent = {k: lin({j: jnp.full_like(new_u[j], j == k) for j in self.kinds})[0]
                    for k in self.kinds}
+    if self.decay:
+      new_tangent = jax.tree_util.tree_map(lambda z, b: self.decay * z + b, tangent,
+                                           new_tangent)
     new_state = {'opt': new_opt, 'tangent': new_tangent,
-                 'ready': jnp.ones_like(hp_state['ready'])}
+                 'ready': jnp.minimum(count, jnp.iinfo(jnp.int32).max - 1) + 1}
     return new_params, new_net_opt, new_u, new_state, hgrad, {}
 
   # ---- pieces ----------------------------------------------------------------------
