@@ -187,10 +187,55 @@ def combine(first, second):
   return out
 
 
+LR_GRID = (0.5, 1.0, 2.0)  # lr_grid's factors of config.lr
+
+
+def base_lr():
+  """config.lr of the runs: the config file's, or the last --override of it."""
+  from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+  lr = float(config_util.load(f'{FLAGS.config}:fixed').lr)
+  for o in FLAGS.override:
+    if o.startswith('--config.lr='):
+      lr = float(o.split('=', 1)[1])
+  return lr
+
+
+def final_val_accuracy(workdir):
+  """The last val/accuracy a run logged (its end-of-run evaluation)."""
+  from dha_jax import metrics_io  # pylint: disable=g-import-not-at-top
+  accs = [r['val/accuracy'] for r in metrics_io.read_rows(workdir) if 'val/accuracy' in r]
+  if not accs:
+    raise RunFailed('logged no val/accuracy (lr_grid chooses on it)', workdir)
+  return accs[-1]
+
+
+def run_lr_grid(seed, budget_s):
+  """`fixed` at config.lr x LR_GRID, each with a third of the budget, in
+  <workdir>/lr_grid/seed<s>/lr_x<factor>: the result of the one best on validation, with
+  the steps and times of all three and each one's val accuracy."""
+  lr, third = base_lr(), budget_s / len(LR_GRID) if budget_s else 0
+  runs = []
+  for f in LR_GRID:
+    wd = os.path.join(run_dir('lr_grid', seed), f'lr_x{f:g}')
+    result = _run(command('fixed', wd, third, seed, [f'--config.lr={lr * f!r}']), wd)
+    runs.append((final_val_accuracy(wd), f, result))
+  val, factor, best = max(runs, key=lambda x: x[0])  # ties: the smaller factor
+  out = dict(best)
+  for k in SUMMED:
+    out[k] = sum(r[k] for _, _, r in runs) if all(k in r for _, _, r in runs) else None
+    if out[k] is None:
+      out.pop(k)
+  out['lr_grid'] = {f'{f:g}': v for v, f, _ in runs}
+  out['lr_grid_factor'], out['lr_grid_val_accuracy'] = factor, val
+  return out
+
+
 def run_seed(variant, seed, budget_s):
   """The result of `variant` with config.seed = `seed` (RunFailed if there is none)."""
   arg = variant + (f'/{FLAGS.search}' if FLAGS.search else '')
   wd = run_dir(variant, seed)
+  if variant == 'lr_grid':
+    return run_lr_grid(seed, budget_s)
   if variant != 'sequential':
     return _run(command(arg, wd, budget_s, seed), wd)
   half = budget_s / 2 if budget_s else 0
@@ -232,9 +277,11 @@ def summarize(results, variants, seeds, reference):
     if any('test/top5' in r for r in done):
       row['top5_mean'], row['top5_half_width'], _ = stats.mean_interval(
           [r['test/top5'] for r in done if 'test/top5' in r])
-    for k in ('steps', 'wall_time_s', 'train_time_s', 'num_params', 'search_steps'):
+    for k in ('steps', 'wall_time_s', 'train_time_s', 'num_params', 'search_steps',
+              'test_examples'):
       row[k] = _mean(done, k)
-    row['per_seed'] = {s: {k: runs[s][k] for k in KEPT + ('search_steps',) if k in runs[s]}
+    row['per_seed'] = {s: {k: runs[s][k] for k in KEPT + ('search_steps', 'lr_grid',
+                                                         'lr_grid_factor') if k in runs[s]}
                        for s in acc}
     row['genotype'] = {s: _genotype(runs[s]) for s in acc}
     if reference and v != reference:
@@ -304,9 +351,32 @@ def genotypes(summary):
   return '\n'.join(lines) + '\n' if lines else ''
 
 
+def lr_grid_choices(summary):
+  """Markdown list of the factor of config.lr lr_grid chose per seed, on validation."""
+  lines = []
+  for v, r in summary.items():
+    for s, kept in r['per_seed'].items():
+      if 'lr_grid' in kept:
+        vals = ', '.join(f'x{f}: {100 * a:.2f}%' for f, a in kept['lr_grid'].items())
+        lines.append(f"- {v}, seed {s}: lr x{kept['lr_grid_factor']:g} (val accuracy {vals})")
+  return '\n'.join(lines) + '\n' if lines else ''
+
+
+def noise_floor(summary, reference):
+  """95% half-width of one test accuracy from the test set's size alone (binomial, at
+  the reference's mean, else the first variant's): differences inside it are noise."""
+  rows = [r for v, r in summary.items() if r['n'] and r.get('test_examples')]
+  if not rows:
+    return None
+  r = summary[reference] if summary.get(reference, {}).get('test_examples') else rows[0]
+  p = r['mean']
+  return 1.96 * (p * (1 - p) / r['test_examples']) ** 0.5
+
+
 def plot(summary, reference, path, num_seeds):
   """Means with their intervals per variant (the reference in red), and the paired
-  differences against 0 (filled where the interval excludes it)."""
+  differences against 0 (filled where the interval excludes it); the grey band is the
+  test set's binomial noise floor (noise_floor), around the reference and around 0."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -322,8 +392,14 @@ def plot(summary, reference, path, num_seeds):
     r, ref = summary[v], v == reference
     ax.errorbar(100 * r['mean'], y, xerr=100 * (r['half_width'] or 0), fmt='D' if ref else 'o',
                 color='tab:red' if ref else 'tab:blue', capsize=4, ms=6)
+  floor = noise_floor(summary, reference)
   if reference in names:
     ax.axvline(100 * summary[reference]['mean'], color='tab:red', ls=':', lw=1)
+    if floor:
+      m = 100 * summary[reference]['mean']
+      ax.axvspan(m - 100 * floor, m + 100 * floor, color='0.85', zorder=0,
+                 label=f'test-set noise (±{100 * floor:.2f} pp, binomial 95%)')
+      ax.legend(fontsize=8, loc='lower left')
   ax.set_yticks(ys, labels)
   ax.margins(y=0.25)
   ax.set_title(f'test accuracy, {num_seeds} seed(s)', fontsize=10)
@@ -332,6 +408,8 @@ def plot(summary, reference, path, num_seeds):
   if reference:
     ax = axes[0, 1]
     ax.axvline(0, color='tab:red', lw=1)
+    if floor:
+      ax.axvspan(-100 * floor, 100 * floor, color='0.85', zorder=0)
     for y, v in zip(ys, names):
       d = summary[v].get('difference')
       if d is None or not d['n']:
@@ -390,7 +468,14 @@ def write(summary, results, seeds, failures):
   notes.append(f'Steps and times are means over the finished seeds; train time counts {clock} '
                "seconds of training (config.time_budget_clock). sequential's are the sums "
                'of its two halves (steps: search + training).')
+  if noise_floor(summary, ref):
+    notes.append(f'Test-set noise floor: one accuracy measured on the test set alone '
+                 f'varies by ±{100 * noise_floor(summary, ref):.2f} pp (binomial 95%, the grey '
+                 'band of comparison.png); a one-seed difference inside it is no finding.')
   md = header + table(summary, seeds, ref) + '\n' + '\n'.join(notes) + '\n'
+  grid = lr_grid_choices(summary)
+  if grid:
+    md += '\nlr_grid: the factor of config.lr chosen on validation, per seed:\n\n' + grid
   g = genotypes(summary)
   if g:
     md += '\nArchitectures (searched, handed over or drawn), per seed:\n\n' + g

@@ -1,6 +1,7 @@
 """One way to put a config section over its defaults, with one error for a wrong field."""
 
 import difflib
+import importlib.util
 
 import ml_collections
 
@@ -21,3 +22,13 @@ def merge(defaults: ml_collections.ConfigDict, given, where: str):
       raise ValueError(f'{where}.{k} is unknown; {hint}the fields are {sorted(defaults)}')
     defaults[k] = ml_collections.ConfigDict(v) if hasattr(v, 'items') else v
   return defaults
+
+
+def load(spec: str):
+  """get_config(arg) of a config file named 'path[:arg]', as --config reads it (no
+  command-line overrides)."""
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_dha_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()

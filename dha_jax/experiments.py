@@ -11,6 +11,9 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
                dataset's standard crop+flip or Cutout): where augmentation cannot pay, no
                learned policy can
   fixed        the fixed network, hand-set eta, standard augmentation (the baseline)
+  lr_grid      what a user does instead of HPO at the same cost: dha_jax/compare.py runs
+               `fixed` at config.lr x {1/2, 1, 2}, each with a third of the budget, and
+               reports on test the one best on validation (as a config: `fixed`)
   randaugment  the same with RandAugment
   trivialaugment  the same with TrivialAugment
   da           learned tau alone on the fixed network (hand-set eta)
@@ -37,8 +40,8 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
 
 import ml_collections
 
-VARIANTS = ('none', 'fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo', 'nas',
-            'random', 'sequential', 'dha')
+VARIANTS = ('none', 'fixed', 'lr_grid', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo',
+            'nas', 'random', 'sequential', 'dha')
 SEARCHED = ('nas', 'random', 'dha', 'sequential')
 LEARNED_POLICY = ('da', 'da_hpo', 'dha', 'sequential')
 LEARNED_HPARAMS = ('hpo', 'da_hpo', 'dha', 'sequential')

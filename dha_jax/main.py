@@ -5,7 +5,6 @@ Running the same command again resumes from the latest checkpoint in --workdir.
 """
 
 import faulthandler
-import importlib.util
 import signal
 import sys
 
@@ -65,12 +64,8 @@ def _known_fields(config, prefix=''):
 
 def _config_of(argv):
   """The config file's get_config(arg) without overrides, to list its valid fields."""
-  path = next(a.split('=', 1)[1] for a in argv if a.startswith('--config='))
-  path, _, arg = path.partition(':')
-  spec = importlib.util.spec_from_file_location('_dha_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+  return config_util.load(next(a.split('=', 1)[1] for a in argv if a.startswith('--config=')))
 
 
 def parse_flags(argv):

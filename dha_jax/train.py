@@ -429,6 +429,7 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer, ext
       'search_end_step': _search_end_step(workdir),
       'hparams': {k: np.asarray(v).tolist() for k, v in hp.items()},
       'dataset': ds.name,
+      'test_examples': int(ds.num_examples('test')),  # the binomial noise floor of test/
       'devices': int(mesh.devices.size),
       **(extra or {}),
   })

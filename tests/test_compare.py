@@ -195,6 +195,51 @@ def test_runner_commands_skips_and_failures_on_faked_runs(tmp_path, monkeypatch,
   assert [_arg(c, '--workdir') for c in commands] == [os.path.join(wd, 'sequential', 'seed0')]
 
 
+def test_lr_grid_runs_three_rates_on_a_third_of_the_budget_and_keeps_the_best_on_val(
+    tmp_path, monkeypatch):
+  """lr_grid: `fixed` at config.lr (test.py's digits.py: 0.05, overridden here to 0.08)
+  x {1/2, 1, 2}, each with a third of the budget; the result is the run best on
+  validation, not on test (x2 here has the best test accuracy but not the best val),
+  its steps and times the sums of the three; the table names the choice and the test
+  set's binomial noise floor."""
+  wd = str(tmp_path)
+  val = {'0.5': 0.80, '1': 0.85, '2': 0.83}
+  test = {'0.5': 0.79, '1': 0.84, '2': 0.90}
+  commands = []
+
+  def fake_tee(cmd, log_path):
+    commands.append(cmd)
+    run_wd = _arg(cmd, '--workdir')
+    factor = os.path.basename(run_wd)[len('lr_x'):]
+    _write(os.path.join(run_wd, 'result.json'),
+           dict(_fake_result(test[factor], steps=30, train_time=20.0), test_examples=10000))
+    with open(os.path.join(run_wd, 'metrics.jsonl'), 'w') as f:
+      f.write(json.dumps({'step': 15, 'val/accuracy': 0.1}) + '\n')
+      f.write(json.dumps({'step': 30, 'val/accuracy': val[factor]}) + '\n')
+    return 0
+
+  monkeypatch.setattr(compare, '_tee', fake_tee)
+  argv = [f'--config={CONFIG}', f'--workdir={wd}', '--variants=lr_grid', '--seeds=0',
+          "--reference=", '--budget_minutes=3', '--override=--config.lr=0.08']
+  assert _compare_in_process(monkeypatch, argv) == 0
+  assert len(commands) == 3
+  for c, f in zip(commands, (0.5, 1.0, 2.0)):
+    assert _arg(c, '--config') == f'{CONFIG}:fixed'
+    assert _arg(c, '--workdir') == os.path.join(wd, 'lr_grid', 'seed0', f'lr_x{f:g}')
+    rates = [a for a in c if a.startswith('--config.lr=')]
+    assert rates == ['--config.lr=0.08', f'--config.lr={0.08 * f!r}']  # the last one wins
+    assert '--config.time_budget_s=60.0' in c
+  out = json.load(open(os.path.join(wd, 'comparison.json')))
+  row = out['variants']['lr_grid']
+  assert row['accuracy'] == {'0': 0.84}  # x1: best on val (0.85), not x2 (best on test)
+  assert row['per_seed']['0']['lr_grid_factor'] == 1.0
+  assert row['steps'] == 90 and row['train_time_s'] == 60.0
+  md = open(os.path.join(wd, 'comparison.md')).read()
+  assert '- lr_grid, seed 0: lr x1 (val accuracy x0.5: 80.00%, x1: 85.00%, x2: 83.00%)' in md
+  floor = 1.96 * math.sqrt(0.84 * 0.16 / 10000)  # the binomial 95% half-width at 84%
+  assert f'±{100 * floor:.2f} pp (binomial 95%' in md
+
+
 def test_report_only_tables_the_finished_runs_and_starts_none(tmp_path, monkeypatch):
   wd = str(tmp_path)
   _write(os.path.join(wd, 'fixed', 'seed0', 'result.json'), _fake_result(0.90))
