@@ -1,7 +1,7 @@
 """Cost of each AutoML component relative to the plain step of the same config, in one run.
 
   python -m benchmarks.component_cost --config=configs/fashion_mnist.py \
-      --variants=policy,hpo_train,hpo_val,hpo_lagged
+      --variants=policy,policy_val,hpo_train,hpo_val,hpo_lagged,hpo_forward
 
 Each variant is the base config with one component switched on. All steps are compiled
 first, then timed ALTERNATELY (plain, variant 1, variant 2, ..., plain, ...) so that
@@ -17,8 +17,9 @@ from ml_collections import config_flags
 from benchmarks import step_cost
 
 config_flags.DEFINE_config_file('config', None, 'base config file', lock_config=False)
-flags.DEFINE_string('variants', 'policy', 'comma-separated: policy, hpo_train, hpo_val, '
-                    'hpo_lagged')
+flags.DEFINE_string('variants', 'policy', 'comma-separated: policy (tau on the papers\' '
+                    "objective), policy_val (tau on the held-out one), hpo_train, hpo_val, "
+                    'hpo_lagged, hpo_forward (every step: every_steps=1, its worst case)')
 flags.DEFINE_integer('steps', 20, 'timed steps per variant')
 FLAGS = flags.FLAGS
 
@@ -27,8 +28,9 @@ def variant(base, name):
   c = base.copy_and_resolve_references()
   c.policy.name, c.nas.strategy = 'none', 'none'
   c.hpo.enabled = False
-  if name == 'policy':
+  if name in ('policy', 'policy_val'):
     c.policy.name = 'learned'
+    c.policy.objective = 'val' if name == 'policy_val' else 'train'
   elif name.startswith('hpo_'):
     from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
     import ml_collections  # pylint: disable=g-import-not-at-top

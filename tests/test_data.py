@@ -228,3 +228,39 @@ def dict_without_subset(dataset_config):
   c = dataset_config.copy_and_resolve_references()
   c.train_subset = 0
   return c
+
+
+def test_planted_shift_and_rotation_are_what_the_ops_produce_on_val_and_test_only(
+    test_config):
+  """config.dataset.eval_shift / eval_rotate move the val and test images, never the
+  training ones, by a transform the augmentation ops make exactly: the shift is
+  TranslateX/Y at m = -pixels / (0.45 side) (the op moves content left/up for m > 0),
+  the rotation Rotate at m = degrees / 30 (PIL's rotate, counter-clockwise, both with
+  the ops' grey fill): equal to within one grey level (the ops' float rounding)."""
+  from dha_jax.augment import ops  # pylint: disable=g-import-not-at-top
+  c = test_config.dataset
+  plain = data.load(c, seed=0)
+  for field, value, op, magnitude in (
+      ('eval_shift', (3, 0), 'TranslateX', -3 / (0.45 * 8)),
+      ('eval_shift', (0, -2), 'TranslateY', 2 / (0.45 * 8)),
+      ('eval_rotate', 20.0, 'Rotate', 20 / 30)):
+    moved_cfg = c.copy_and_resolve_references()
+    moved_cfg[field] = value
+    moved = data.load(moved_cfg, seed=0)
+    np.testing.assert_array_equal(moved.train.images, plain.train.images)
+    for split in ('val', 'test'):
+      x = plain.split(split).images
+      n = len(x)
+      want = ops.apply(x.astype(np.float32) / 255, np.full(n, ops.OP_NAMES.index(op)),
+                       np.full(n, magnitude, np.float32))
+      got = moved.split(split).images.astype(np.float32)
+      assert np.abs(got - np.asarray(want) * 255).max() <= 1.0, (field, split)
+      assert np.abs(got - x).max() > 100  # it moved
+      np.testing.assert_array_equal(moved.split(split).labels, plain.split(split).labels)
+
+
+def test_planted_shift_that_is_not_two_whole_numbers_is_refused(test_config):
+  c = test_config.dataset
+  c.eval_shift = (1.5, 0)
+  with pytest.raises(ValueError, match=r'config.dataset.eval_shift=\(1.5, 0\)'):
+    data.load(c, seed=0)

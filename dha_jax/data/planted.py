@@ -11,12 +11,19 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
+from dha_jax.augment import geometry
 from dha_jax.data import base
 
 
+# What the augmentation ops write where a warp leaves the image (geometry.FILL, grey), so
+# that the planted transform is exactly one the ops can produce: a zero (black) fill
+# would be a second difference, between the held-out and every augmented image.
+FILL = int(round(255 * geometry.FILL))
+
+
 def shift(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
-  """Moves every image dx pixels right and dy down (negative: left / up), zero-filled."""
-  out = np.zeros_like(images)
+  """Moves every image dx pixels right and dy down (negative: left / up), grey-filled."""
+  out = np.full_like(images, FILL)
   h, w = images.shape[1:3]
   if abs(dx) >= w or abs(dy) >= h:
     return out
@@ -27,11 +34,12 @@ def shift(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
 
 
 def rotate(images: np.ndarray, degrees: float) -> np.ndarray:
-  """Rotates every image counter-clockwise about its centre (bilinear, zero fill), as
+  """Rotates every image counter-clockwise about its centre (bilinear, grey fill), as
   PIL's Image.rotate: the convention of the Rotate op (augment/ops.py)."""
   def one(img):
     pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
-    out = np.asarray(pil.rotate(degrees, resample=Image.BILINEAR, fillcolor=0))
+    fill = FILL if img.shape[-1] == 1 else (FILL,) * img.shape[-1]
+    out = np.asarray(pil.rotate(degrees, resample=Image.BILINEAR, fillcolor=fill))
     return out.reshape(img.shape)
   return np.stack([one(img) for img in images]) if len(images) else images
 
