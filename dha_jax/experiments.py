@@ -17,6 +17,8 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
   randaugment  the same with RandAugment
   trivialaugment  the same with TrivialAugment
   da           learned tau alone on the fixed network (hand-set eta)
+  da_val       the same with tau on the held-out objective (config.policy.objective='val',
+               augment/learned.py) and the dataset config's `policy_val` settings
   hpo          learned eta alone on the fixed network (standard augmentation)
   nas          architecture search alone (DSNAS / ISTA-NAS / DARTS)
   random       the random control of `nas` (METHOD.md 3c): a genotype drawn uniformly with
@@ -40,10 +42,10 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
 
 import ml_collections
 
-VARIANTS = ('none', 'fixed', 'lr_grid', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo',
-            'nas', 'random', 'sequential', 'dha')
+VARIANTS = ('none', 'fixed', 'lr_grid', 'randaugment', 'trivialaugment', 'da', 'da_val', 'hpo',
+            'da_hpo', 'nas', 'random', 'sequential', 'dha')
 SEARCHED = ('nas', 'random', 'dha', 'sequential')
-LEARNED_POLICY = ('da', 'da_hpo', 'dha', 'sequential')
+LEARNED_POLICY = ('da', 'da_val', 'da_hpo', 'dha', 'sequential')
 LEARNED_HPARAMS = ('hpo', 'da_hpo', 'dha', 'sequential')
 
 
@@ -92,12 +94,14 @@ def retrain_config(strategy: str, overrides: dict) -> ml_collections.ConfigDict:
 
 
 def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
-          policy=None):
+          policy=None, policy_val=None):
   """Switches the components of config `c` for the variant named by `arg`.
 
   search: {strategy: {field: value}} overrides of config.nas per strategy, optionally
     with RETRAIN: {field: value} for sequential's second half only.
   hpo / policy: config.hpo / config.policy fields of the learned variants.
+  policy_val: config.policy fields of da_val, over `policy` (e.g. tau's optimizer: the
+    held-out scores are lr <grad l_k, grad L_val>, far smaller than training losses).
   """
   variant, strategy = parse(arg, default_strategy)
   if variant in SEARCHED and strategy not in search:
@@ -124,6 +128,10 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
     c.policy.name = 'learned'
     for k, v in (policy or {}).items():
       c.policy[k] = v
+    if variant == 'da_val':
+      c.policy.objective = 'val'
+      for k, v in (policy_val or {}).items():
+        c.policy[k] = v
   if variant in LEARNED_HPARAMS:
     from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
     c.hpo = hypergrad.default_config()

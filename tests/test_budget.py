@@ -228,8 +228,12 @@ def test_variants_switch_the_components():
   assert got['da'].policy.name == 'learned' and not got['da'].hpo.enabled
   assert got['hpo'].policy.name == 'none' and got['hpo'].hpo.enabled
   assert got['trivialaugment'].policy.name == 'trivialaugment'
+  assert got['da'].policy.objective == 'train' and got['da_val'].policy.objective == 'val'
+  assert got['da_val'].policy.optimizer.name == 'adam'  # the dataset's policy_val settings
+  assert got['lr_grid'] == got['fixed']  # compare.py runs it at three rates
   assert got['random'].nas.strategy == 'darts_fixed' and got['random'].nas.genotype == 'random'
-  for v in ('none', 'fixed', 'randaugment', 'trivialaugment', 'da', 'hpo', 'da_hpo'):
+  for v in ('none', 'fixed', 'lr_grid', 'randaugment', 'trivialaugment', 'da', 'da_val', 'hpo',
+            'da_hpo'):
     assert got[v].nas.strategy == 'none', v
   # 'none': no augmentation at all; the others keep the dataset's standard one
   assert (got['none'].preprocess.kind, got['none'].policy.name) == ('none', 'none')
