@@ -68,10 +68,11 @@ def test_tensorboard_shows_the_scalars_and_the_images(tmp_path):
 
 
 def test_a_run_logs_without_importing_tensorflow(tmp_path):
-  """The point of the module: starting a run does not pay TensorFlow's import."""
+  """The point of the module: starting a run (dha_jax.main and dha_jax.train imported, a
+  row of metrics written) does not pay TensorFlow's import."""
   import subprocess  # pylint: disable=g-import-not-at-top
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  code = ('import sys; from dha_jax import metrics_io; '
+  code = ('import sys; from dha_jax import main, metrics_io, train; '
           f'w = metrics_io.MetricsWriter({str(tmp_path)!r}, 0); w.write(1, {{"a": 1.0}}); '
           'w.close(); assert "tensorflow" not in sys.modules, "tensorflow was imported"')
   out = subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True,

@@ -27,18 +27,23 @@ def _jitted_train_transform(cfg):
 
 
 def test_crop_flip_is_a_shifted_or_mirrored_copy():
+  """Each output is exactly one crop (offset dy, dx of the 2-pixel zero padding) of the
+  image or of its mirror; over 16 samples both mirrored and unmirrored ones occur, and
+  shifted ones (an identity transform, or one that never flips, fails)."""
   x = jax.random.uniform(jax.random.PRNGKey(1), (16, 12, 12, 3))
   y = np.asarray(_jitted_train_transform(_cfg())(x, _keys(16)))
   chex.assert_shape(y, x.shape)
   xs = np.asarray(x)
+  seen = []
   for i in range(16):
-    found = False
-    for img in (xs[i], xs[i][:, ::-1]):
-      padded = np.pad(img, ((2, 2), (2, 2), (0, 0)))
-      for dy in range(5):
-        for dx in range(5):
-          found |= np.array_equal(padded[dy:dy + 12, dx:dx + 12], y[i])
-    assert found, i
+    found = [(flip, dy, dx) for flip, img in ((False, xs[i]), (True, xs[i][:, ::-1]))
+             for dy in range(5) for dx in range(5)
+             if np.array_equal(np.pad(img, ((2, 2), (2, 2), (0, 0)))[dy:dy + 12, dx:dx + 12],
+                               y[i])]
+    assert len(found) == 1, (i, found)
+    seen.append(found[0])
+  assert {flip for flip, _, _ in seen} == {False, True}
+  assert any((dy, dx) != (2, 2) for _, dy, dx in seen)
 
 
 def test_cutout_zeroes_at_most_a_square():
