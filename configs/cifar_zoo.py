@@ -19,7 +19,7 @@ against; DiffAutoML gives none of its own): crop+flip, Cutout 16, Nesterov SGD w
 DA+HPO: tau the learned policy (config.policy defaults), eta against the held-out 'val'
 split (DiffAutoML; 5000 of the 50000 training images): lr a learned multiplier in [1/4, 4]
 of the recipe's cosine and wd learned in [wd/4, 4 wd], both starting at the recipe's
-values (METHOD.md 4: a greedy absolute lr collapses).
+values (docs/method.md 4: a greedy absolute lr collapses).
 
 Published top-1 (%), DiffAutoML Table 2 (Baseline / FAA / PBA / AdvAA / DiffAutoML):
   CIFAR-10   WRN-28-10      96.1 / 97.3 / 97.4 / 98.1 / 98.0 +- 0.1

@@ -106,7 +106,7 @@ def get_config():
   # geometric-only study: --config.policy.ops=ShearX,ShearY,TranslateX,TranslateY
   pol.ops = ops.OP_NAMES      # the 14, in dha_jax/augment/ops.py's order
   pol.estimator = 'importance'  # learned: 'importance' (value-1 factor p/stopgrad(p), batch-mean
-  #                               baseline; METHOD.md 2) | 'reference' (the literal L_DA = -mean p*loss)
+  #                               baseline; docs/method.md 2) | 'reference' (the literal L_DA = -mean p*loss)
   pol.objective = 'train'    # learned: 'train' (the papers' L_DA: raise pairs of high training loss)
   #                            | 'val' (held-out: first-order d L_val(theta_{t+1}) / d tau through
   #                            each sample's weight in the step; a val batch and a JVP a step)

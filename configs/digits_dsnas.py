@@ -1,4 +1,4 @@
-"""DSNAS search (METHOD.md 3a) on the offline digits set: the scaled ShuffleNet choice
+"""DSNAS search (docs/method.md 3a) on the offline digits set: the scaled ShuffleNet choice
 space, alpha sampled per step per device, early fix, then the fixed child trains on.
 
   python -m dha_jax.main --config=configs/digits_dsnas.py --workdir=/tmp/digits_dsnas

@@ -7,7 +7,7 @@ Expected (measured, 2 shared CPU cores): test accuracy 0.986-0.992 (baseline dig
 0.997) in ~50 s of training (baseline ~38 s; the 'train' objective costs ~1.9x per step).
 lr starts at the log-midpoint of its bounds, 0.022, climbs to ~0.19 within 40 steps and
 settles at ~0.11-0.14; weight decay falls to its lower bound 1e-5 by step ~400 (the
-short-horizon bias of greedy hypergradients, METHOD.md section 4). <workdir>/hparams.png
+short-horizon bias of greedy hypergradients, docs/method.md section 4). <workdir>/hparams.png
 draws the trajectory (dha_jax/hpo/plot.py). --config.hpo.objective=lagged learns eta at
 ~1.0x the plain step's cost; 'val' uses the held-out split.
 """

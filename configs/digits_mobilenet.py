@@ -1,4 +1,4 @@
-"""DSNAS search (METHOD.md 3a) on the offline digits set in the scaled MobileNet space
+"""DSNAS search (docs/method.md 3a) on the offline digits set in the scaled MobileNet space
 (dha_jax/nas/mobilenet.py, 'mobilenet_small' narrowed to two stages for 8 px digits):
 MBConv k 3/5/7 x e 3/6 per layer, skip where the identity fits; alpha sampled per step
 per device, early fix, then the fixed child trains on.

@@ -25,7 +25,7 @@ README's Fashion-MNIST section has the whole comparison and what limits DHA here
 from configs import default
 from dha_jax import experiments
 
-# ISTA's codes: Adam at 3e-3, 10x METHOD.md's 3e-4. Adam moves a code entry by at most lr a
+# ISTA's codes: Adam at 3e-3, 10x docs/method.md's 3e-4. Adam moves a code entry by at most lr a
 # step, the codes start at std 0.1, and a 5-CPU-minute run on the 5,000-image subset
 # searches ~80 steps before the 30% cap: at 3e-4 the support cannot leave its random start
 # (the 2026-11-26 runs: it did not in 10 full-set epochs), and nas would be the random
@@ -80,9 +80,9 @@ def get_config(variant=''):
       policy_val={'entropy_weight': 0.0,
                   'optimizer': {'name': 'adam', 'lr': 0.1, 'b1': 0.9, 'b2': 0.999,
                                 'weight_decay': 0.0}},
-      # lr: a learned multiplier m in [1/4, 4] of the hand-set cosine (METHOD.md 4), from the
+      # lr: a learned multiplier m in [1/4, 4] of the hand-set cosine (docs/method.md 4), from the
       # free 'lagged' hypergradient; weight decay stays hand-set (under 'lagged' and
-      # 'train' a learned one falls to its lower bound: METHOD.md 4). Measured 2026-12-01
+      # 'train' a learned one falls to its lower bound: docs/method.md 4). Measured 2026-12-01
       # (hpo variant, 5,000-image subset, 150 CPU-s, seed 0): lagged + fixed wd 78.97%
       # (269 steps) against 'val' + learned wd 78.56% (184 steps: 'val' costs ~1.8x a step).
       hpo={'objective': 'lagged', 'lr_mode': 'multiplier', 'lr_multiplier_bounds': (0.25, 4.0),

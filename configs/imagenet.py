@@ -11,7 +11,7 @@ after a second '/', the choice space of DSNAS (default: ShuffleNet):
 
   ''             fixed ResNet-18-style network (the baseline): ~70% top-1 after 90 epochs
                  (8 GPUs, ~1 day)
-  '<v>/dsnas'    the SPOS ShuffleNetV2 choice space (DiffAutoML, METHOD.md 3a): alpha by
+  '<v>/dsnas'    the SPOS ShuffleNetV2 choice space (DiffAutoML, docs/method.md 3a): alpha by
                  Adam 1e-3 (0.5, 0.999), early fix at 0.3, a 330M-FLOPs budget, all layers
                  fixed by epoch 60 of 240. The reference genotype
                  [0,0,3,0,3,2,0,0,3,3,2,3,3,3,2,0,0,3,3,0] counts 323.3M multiply-adds and
@@ -26,7 +26,7 @@ after a second '/', the choice space of DSNAS (default: ShuffleNet):
                  but tabulates only the cell space; DiffAutoML only ShuffleNet). For
                  reference, ProxylessNAS (mobile) retrained: 74.6% top-1 at 320M (as
                  quoted in DiffAutoML's Table 1); MobileNetV2 1.0: 72.0% at 300M.
-  '<v>/ista'     the DARTS cells with the DARTS ImageNet stem (DHA, METHOD.md 3b): 14 cells,
+  '<v>/ista'     the DARTS cells with the DARTS ImageNet stem (DHA, docs/method.md 3b): 14 cells,
                  C = 48, a 6M-parameter budget, 250 epochs; DHA reports 77.4% top-1.
   '<v>/darts'    first-order DARTS on the same cells (8 cells, C = 16 during the search);
                  sequential/darts retrains its genotype at 14 cells, C = 48 (DARTS's

@@ -16,7 +16,7 @@ against; DiffAutoML gives none of its own): 270 epochs, Nesterov SGD, wd 1e-4, p
 FAA decays the lr in steps; here it follows a cosine (DiffAutoML's schedule; the only
 decaying one config.schedule has). DA+HPO: tau the learned policy, eta against the
 held-out 'val' split (DiffAutoML): lr a learned multiplier in [1/4, 4] of that cosine, wd
-learned in [2.5e-5, 4e-4], both from the recipe's values (METHOD.md 4).
+learned in [2.5e-5, 4e-4], both from the recipe's values (docs/method.md 4).
 
 Published top-1 / top-5 (%), DiffAutoML Table 2 (Baseline / FAA / PBA / AdvAA / DiffAutoML):
   ResNet-50    76.3/93.1 / 77.6/93.7 / not reported / 79.4/94.5 / 79.0/94.3

@@ -2,7 +2,7 @@
 
 With config.time_budget_s the budget, not num_epochs, decides how long a run trains, so
 every arm of a comparison ends its learning-rate schedule when its budget ends, whatever
-its step costs (METHOD.md 7). A short pilot times the steps once the first compile is
+its step costs (docs/method.md 7). A short pilot times the steps once the first compile is
 done, and fixes the horizon in steps: TrainState.horizon, saved with every checkpoint, so
 a resumed run follows the same schedule as an uninterrupted one.
 """

@@ -5,7 +5,7 @@ A dataset config takes the variant as its config argument,
   python -m dha_jax.main --config=configs/fashion_mnist.py:dha --workdir=W
   python -m dha_jax.main --config=configs/cifar10.py:nas/darts --workdir=W
 
-and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
+and calls `apply(config, arg, search=...)`. The variants (docs/method.md section 5):
 
   none         the fixed network, hand-set eta, no augmentation at all (not even the
                dataset's standard crop+flip or Cutout): where augmentation cannot pay, no
@@ -21,7 +21,7 @@ and calls `apply(config, arg, search=...)`. The variants (METHOD.md section 5):
                augment/learned.py) and the dataset config's `policy_val` settings
   hpo          learned eta alone on the fixed network (standard augmentation)
   nas          architecture search alone (DSNAS / ISTA-NAS / DARTS)
-  random       the random control of `nas` (METHOD.md 3c): a genotype drawn uniformly with
+  random       the random control of `nas` (docs/method.md 3c): a genotype drawn uniformly with
                config.seed from the same space, channels, cells and budget, trained like
                the searched network's derived one
   da_hpo       learned tau and eta on the fixed network

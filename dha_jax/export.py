@@ -28,7 +28,7 @@ def recalibrate_bn(module, variables, batches, mesh, prepare):
   """BatchNorm statistics of `module` recomputed as the plain average of per-batch
   statistics over `batches` (host uint8 image batches; `prepare` maps them to network
   inputs on device). A searched child's blocks were trained inside varying paths, so
-  their running statistics do not describe the child (METHOD.md 3a's pitfall)."""
+  their running statistics do not describe the child (docs/method.md 3a's pitfall)."""
   if not variables.get('batch_stats'):
     return variables
   # The exported child has no cross-device BN axis; recalibrating it shard by shard would

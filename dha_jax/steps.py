@@ -1,6 +1,6 @@
 """Pure, compiled step functions. No I/O, no Python side effects.
 
-train_step does, for one batch (METHOD.md section 1): standard pre-processing and the
+train_step does, for one batch (docs/method.md section 1): standard pre-processing and the
 augmentation policy on device, the network forward through the architecture strategy,
 per-sample losses, ONE jax.grad for theta, alpha and tau (alpha on the held-out batch for
 a bi-level strategy), then the updates: theta and eta in update_theta_and_eta (eta's

@@ -22,7 +22,7 @@ BATCH = len(ops.OP_NAMES) * NUM_PHOTOS * len(MAGNITUDES)  # 196
 POINT_OPS = ("AutoContrast", "Equalize", "Posterize", "Solarize", "Identity")
 ENHANCE_OPS = ("Color", "Contrast", "Brightness", "Sharpness")
 GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY")
-# No magnitude (METHOD.md section 2): full strength at every m, as in PIL.
+# No magnitude (docs/method.md section 2): full strength at every m, as in PIL.
 MAGNITUDE_FREE_OPS = ("AutoContrast", "Equalize", "Identity")
 # Magnitudes for the magnitude-free checks: 0 (both signs), tiny and small
 # ones (where a blend with |m| would be near the identity), and larger ones.

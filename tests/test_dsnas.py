@@ -1,4 +1,4 @@
-"""DSNAS (METHOD.md 3a): the estimator against the exact gradient of E_Z[L], single path
+"""DSNAS (docs/method.md 3a): the estimator against the exact gradient of E_Z[L], single path
 equals the fixed child, FLOPs against hand counts, early fix, 4-device agreement, a
 bounded number of compilations over a run, and the exported child."""
 

@@ -388,7 +388,7 @@ def test_train_and_evaluate_writes_eta_and_its_plot(test_config, tmp_path):
   assert png and os.path.getsize(png) > 1000
 
 
-# ---- lr as a multiplier of the hand-set schedule, weight decay fixed (METHOD.md 4) ------
+# ---- lr as a multiplier of the hand-set schedule, weight decay fixed (docs/method.md 4) ------
 def test_multiplier_with_fixed_wd_matches_closed_form(test_config):
   with jax.enable_x64(True):
     handler, tx, params, opt_state, grads, hpo_loss = _setup(

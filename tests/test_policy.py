@@ -35,7 +35,7 @@ def test_gumbel_sampling_is_shared_per_step_and_varies_over_steps():
 
 
 def _closed_form_gradient(tau, pairs, losses, estimator):
-  """The METHOD.md section 2 gradient of L_DA, in float64.
+  """The docs/method.md section 2 gradient of L_DA, in float64.
 
   reference:  -(1/B) sum_k l_k p_{u_k} (e_{u_k} - p)
   importance: -(1/B) sum_k (l_k - lbar) (e_{u_k} - p), lbar = mean_k l_k

@@ -1,4 +1,4 @@
-"""The learned augmentation policy tau (METHOD.md section 2).
+"""The learned augmentation policy tau (docs/method.md section 2).
 
 tau in R^{KxK}: logits over ORDERED pairs (first op, second op) of the K ops of
 config.policy.ops (all 14 by default: 196 pairs), one softmax over all K^2. Each step draws

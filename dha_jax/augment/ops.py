@@ -3,7 +3,7 @@
 Every op follows PIL (the reference DHA/RandAugment use) with magnitude
 m in [-1, 1]: |m| is the strength (m = 0 is the identity) and the sign a
 direction where the op has one. AutoContrast, Equalize and Identity take no
-magnitude (METHOD.md section 2): they ignore m and are applied at full
+magnitude (docs/method.md section 2): they ignore m and are applied at full
 strength, exactly PIL's ``ImageOps.autocontrast`` / ``ImageOps.equalize``
 (no blending), as in timm's RandAugment and the reference DHA; so m = 0 is
 the identity for every op but these two.

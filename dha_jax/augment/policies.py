@@ -28,7 +28,7 @@ class RandAugment(NoPolicy):
   """RandAugment: N ops per sample, uniform over config.policy.ops, fixed magnitude M
   (random sign).
 
-  AutoContrast, Equalize and Identity ignore M (full strength, METHOD.md section 2)."""
+  AutoContrast, Equalize and Identity ignore M (full strength, docs/method.md section 2)."""
 
   def __init__(self, config):
     self.n, self.m = config.policy.num_ops, config.policy.magnitude
@@ -46,7 +46,7 @@ class RandAugment(NoPolicy):
 class TrivialAugment(NoPolicy):
   """TrivialAugment: one op per sample, uniform over config.policy.ops, m ~ U[-1, 1].
 
-  AutoContrast, Equalize and Identity ignore it (full strength, METHOD.md section 2)."""
+  AutoContrast, Equalize and Identity ignore it (full strength, docs/method.md section 2)."""
 
   def __init__(self, config):
     self.op_ids = op_subset.indices(op_subset.names(config))

@@ -1,5 +1,5 @@
 """Learned eta (learning rate, weight decay) by the exact one-step hypergradient
-(METHOD.md section 4).
+(docs/method.md section 4).
 
 theta_{t+1}(eta) is the run's own optax update of theta_t with eta injected; the
 hypergradient is d L_hpo(theta_{t+1}(eta)) / d eta with theta_t, the optimizer moments
@@ -57,7 +57,7 @@ def default_config():
   h.use_schedule = False     # True: lr = learned lr x base schedule (config.schedule); False: learned lr only
   h.lr_mode = 'absolute'     # 'absolute': lr learned in lr_bounds (the reference) | 'multiplier':
   #                            lr = config.lr x schedule x m, m learned in lr_multiplier_bounds
-  #                            from 1 (METHOD.md 4; use_schedule, lr_bounds and lr_init unused)
+  #                            from 1 (docs/method.md 4; use_schedule, lr_bounds and lr_init unused)
   h.lr_multiplier_bounds = (0.25, 4.0)
   h.learn_wd = True          # False: weight decay stays config.weight_decay (only lr is learned)
   h.tangent_decay = 0.0      # 'lagged' / 'forward': mu of the carried tangent (0: one step)

@@ -257,7 +257,7 @@ def fixed_config():
   n.strategy = 'darts_fixed'
   n.genotype = 'DARTS_V2'      # a name in darts_space.GENOTYPES, Genotype JSON, or 'random':
   #                              drawn uniformly from the space with config.seed (the random
-  #                              control of METHOD.md 3c)
+  #                              control of docs/method.md 3c)
   n.budget_mparams = 0.0       # 'random': redraw while the network exceeds this (M params)
   n.execution = 'static'       # 'static': the genotype's network alone, compiled for it;
   #                              'traced': the genotype is data (nas_state), one compiled step

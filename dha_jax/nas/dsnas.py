@@ -1,4 +1,4 @@
-"""DSNAS (METHOD.md 3a): single-path stochastic architecture search in the training step.
+"""DSNAS (docs/method.md 3a): single-path stochastic architecture search in the training step.
 
 alpha in R^{L x K}. Each step every device (or, with config.nas.path_groups = G, each of
 G equal groups of the global batch, keyed by its global index, so that the run does not
@@ -38,7 +38,7 @@ def default_config():
   #                               run on any device count dividing G (not with 'masked')
   n.genotype = ()               # non-empty: train this fixed child only (no search)
   n.random_genotype = False     # True: train a child drawn uniformly with config.seed (within
-  #                               `budget`): the random control of METHOD.md 3c
+  #                               `budget`): the random control of docs/method.md 3c
   n.alpha_init_mean = 1.0       # alpha ~ N(mean, std)
   n.alpha_init_std = 0.01
   n.optimizer = ml_collections.ConfigDict(
@@ -268,7 +268,7 @@ class DSNAS(base.Strategy):
     return _with_nas_state(state, host)
 
   def stop_search(self, state):
-    """Every layer still searching fixed at its argmax (the search cap, METHOD.md 3c)."""
+    """Every layer still searching fixed at its argmax (the search cap, docs/method.md 3c)."""
     if self.genotype:
       return state
     ns = jax.device_get(state.nas_state)

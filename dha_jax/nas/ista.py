@@ -1,4 +1,4 @@
-"""ISTA-NAS one-stage (METHOD.md 3b): the architecture as sparse codes on the DARTS cells.
+"""ISTA-NAS one-stage (docs/method.md 3b): the architecture as sparse codes on the DARTS cells.
 
 Per cell type t and node i: a code b_{t,i} in R^7 (params['arch']['b'], learned by Adam
 on the training loss in the step's one jax.grad) and a fixed seeded Gaussian

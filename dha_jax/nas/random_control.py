@@ -1,4 +1,4 @@
-"""The random control of METHOD.md 3c: a genotype drawn uniformly (seeded) from the space a
+"""The random control of docs/method.md 3c: a genotype drawn uniformly (seeded) from the space a
 strategy searches, inside the same budget, trained like the searched network's derived
 one. A search that does not beat it over paired seeds has not shown anything (Li &
 Talwalkar 2019; Yu et al. 2020). Each space draws its genotypes; this is the shared

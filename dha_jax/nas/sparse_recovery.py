@@ -1,4 +1,4 @@
-"""The LASSO recovery ISTA-NAS runs once per epoch on the host (METHOD.md 3b):
+"""The LASSO recovery ISTA-NAS runs once per epoch on the host (docs/method.md 3b):
 x = argmin 1/2 ||A x - b||^2 + lam ||x||_1, in float64 by the exact homotopy path, refined
 by FISTA where the path degenerates, certified by the duality gap. The problems are tiny
 (7 x 35 per node) and the support is decided by the solution, so it is solved to
