@@ -181,3 +181,106 @@ def test_predict_reports_missing_files_and_models_in_one_line(tmp_path):
   assert 'model.json does not exist' in _one_error_line(out)
   out = _run('dha_jax.predict', f'--model={tmp_path}')
   assert out.returncode != 0 and 'give one or more image files' in out.stderr
+  (tmp_path / 'model.json').write_text(json.dumps({'format': 'someone-else/7'}))
+  _png(tmp_path / 'x.png')
+  out = _run('dha_jax.predict', f'--model={tmp_path}', str(tmp_path / 'x.png'))
+  assert out.returncode == 2
+  assert 'has format someone-else/7; this dha_jax reads' in _one_error_line(out)
+
+
+# ------------------------------------- every listed bad input through the command line
+
+# config_flags defines a --config.<field> flag for each override in sys.argv when the
+# module defining --config is imported (sys.argv holds every case's before that import),
+# and again at each parse (so they are deleted between cases).
+_DRIVER = '''
+import contextlib, json, sys, tempfile
+cases = json.loads(sys.argv[1])
+sys.argv = ['dha_jax.main'] + [a for argv in cases.values() for a in argv]
+from absl import flags
+from dha_jax import main
+results = {}
+for name, argv in cases.items():
+  for flag in [f for f in flags.FLAGS if f.startswith('config.')]:  # defined per parse
+    delattr(flags.FLAGS, flag)
+  flags.FLAGS.unparse_flags()
+  with tempfile.TemporaryFile('w+') as err:  # a real file: faulthandler needs a fileno
+    with contextlib.redirect_stderr(err):
+      try:
+        main.parse_flags(['dha_jax.main', *argv])
+        code = main.main(['dha_jax.main'])
+      except SystemExit as e:
+        code = e.code
+    err.seek(0)
+    results[name] = {'code': code, 'stderr': err.read()}
+print(json.dumps(results))
+'''
+
+
+def test_every_bad_input_the_readme_lists_is_one_line_on_the_command_line(tmp_path):
+  """The README's list (README "Running"): each, given as --config overrides to
+  dha_jax.main's own flag parsing and entry point (cli.reported), ends with exactly one
+  `error:` line naming the field or file, exit status 2, no traceback, and an empty
+  workdir. All cases run in one process (a process each would cost ~5 s of imports);
+  4 fake devices, as the suite."""
+  def folder(name, **kw):
+    _folder(tmp_path / name, **kw)
+    return [f'--config.dataset.source=folder', f'--config.dataset.data_dir={tmp_path / name}',
+            '--config.dataset.val_size=1']
+  (tmp_path / 'no_train').mkdir()
+  mixed = folder('mixed')
+  _png(tmp_path / 'mixed' / 'train' / 'cat' / 'big.png', shape=(20, 20, 3))
+  empty = tmp_path / 'empty'
+  for split in ('train', 'test'):
+    (empty / split / 'cat').mkdir(parents=True)
+  corrupt = folder('corrupt')
+  (tmp_path / 'corrupt' / 'train' / 'cat' / '0.png').write_bytes(b'not a png')
+  for name, magic, body in (('bad_magic', b'\x00\x00\x0d', None),
+                            ('cut_short', b'\x00\x00\x08', bytes(100))):
+    (tmp_path / name).mkdir()
+    _idx(tmp_path / name / 'train-images-idx3-ubyte.gz', (4, 28, 28), body, magic)
+    _idx(tmp_path / name / 'train-labels-idx1-ubyte.gz', (4,))
+  idx = lambda name: ['--config.dataset.source=idx', f'--config.dataset.data_dir={tmp_path / name}']
+  cases = {
+      'batch': (['--config.batch_size=4096'], 'config.batch_size=4096 exceeds the training'),
+      'eval_batch': (['--config.eval_batch_size=66'], 'config.eval_batch_size=66 is not '
+                     'divisible by the 4 devices; use a multiple of 4'),
+      'no_train': ([f'--config.dataset.source=folder',
+                    f'--config.dataset.data_dir={tmp_path / "no_train"}'],
+                   'no_train/train does not exist. config.dataset.data_dir must hold'),
+      'test_class_missing': (folder('missing', test_classes=('cat',)),
+                             'missing/test/dog is missing: test/ must have the same class'),
+      'mixed_sizes': (mixed, 'big.png is 20x20, other images are 12x12: set '
+                      'config.dataset.load_size'),
+      'no_images': (['--config.dataset.source=folder', f'--config.dataset.data_dir={empty}',
+                     '--config.dataset.val_size=1'], 'no images (.jpg'),
+      'corrupt': (corrupt, 'cannot read image ' + str(tmp_path / 'corrupt/train/cat/0.png')),
+      'no_data_dir': (['--config.dataset.source=folder', '--config.dataset.data_dir='],
+                      'config.dataset.data_dir must be set for source=folder'),
+      'idx_magic': (idx('bad_magic'), 'is not an unsigned-byte IDX file (bad magic'),
+      'idx_short': (idx('cut_short'), 'is truncated: header says (4, 28, 28), found 100 '
+                    'bytes of data. Download the file again.'),
+      'tfds_unknown': (['--config.dataset.source=tfds', '--config.dataset.name=no_such_xyz',
+                        f'--config.dataset.data_dir={tmp_path}'],
+                       "TFDS dataset 'no_such_xyz' (split 'train') is not available"),
+      'planted_shift': (['--config.dataset.eval_shift=(1.5,0)'], 'config.dataset.eval_shift'),
+      'policy_objective': (['--config.policy.name=learned', '--config.policy.objective=x'],
+                           "config.policy.objective='x'"),
+      'hpo_decay': (['--config.hpo.enabled=True', '--config.hpo.objective=forward',
+                     '--config.hpo.tangent_decay=1.0'], 'config.hpo.tangent_decay=1.0'),
+  }
+  argv = {name: ['--config=configs/test.py', f'--workdir={tmp_path / "runs" / name}', *args]
+          for name, (args, _) in cases.items()}
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4')
+  out = subprocess.run([sys.executable, '-c', _DRIVER, json.dumps(argv)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env=env)
+  assert out.returncode == 0, out.stderr[-3000:]
+  results = json.loads(out.stdout.strip().splitlines()[-1])
+  for name, (_, fragment) in cases.items():
+    r = results[name]
+    lines = [l for l in r['stderr'].splitlines() if l.startswith('error:')]
+    assert (r['code'], len(lines)) == (2, 1), (name, r)
+    assert fragment in lines[0], (name, lines[0])
+    assert 'Traceback' not in r['stderr'], (name, r['stderr'][-2000:])
+    workdir = tmp_path / 'runs' / name
+    assert not workdir.exists() or not os.listdir(workdir), (name, os.listdir(workdir))
