@@ -25,11 +25,26 @@ def _one_step(config, dtype):
   mesh = parallel.make_mesh(jax.devices()[:1])
   ds, comps, state, _, _ = train.setup(config, mesh)
   state = parallel.replicate(state, mesh)
+  before = jax.device_get(state.params['net'])
   train_step, _ = steps.compile_steps(comps, mesh)
   batch = parallel.shard_batch(next(train.Batches(ds, comps, config)), mesh)
   text = train_step.lower(state, batch).as_text()
   new, metrics = train_step(state, batch)
-  return jax.device_get(new), jax.device_get(metrics), text
+  moved = max(float(np.abs(a - b).max()) for a, b in zip(
+      jax.tree_util.tree_leaves(before), jax.tree_util.tree_leaves(jax.device_get(
+          new.params['net']))))
+  return jax.device_get(new), jax.device_get(metrics), text, moved
+
+
+def _conv_operand_types(text):
+  """The element types of each stablehlo.convolution's two operands, from the lowered
+  program's text ('(tensor<32x8x8x1xbf16>, tensor<3x3x1x8xbf16>) -> ...')."""
+  out = []
+  for line in text.splitlines():
+    if 'stablehlo.convolution' in line:
+      operands = line.rsplit(': (', 1)[1].split(') ->')[0]
+      out.append(tuple(t.rsplit('x', 1)[1].rstrip('>') for t in operands.split(', ')))
+  return out
 
 
 def _configs():
@@ -55,10 +70,14 @@ ISTA_CELL = slow.opt_in("ISTA's cell network compiled twice: ~2 CPU-minutes",
 @pytest.mark.parametrize('name', ['plain', 'dsnas', pytest.param('ista', marks=ISTA_CELL),
                                   pytest.param('dha', marks=FULL_DHA)])
 def test_bf16_step_matches_float32_and_keeps_a_float32_state(name):
-  f32, m32, text32 = _one_step(_configs()[name], 'float32')
-  bf16, m16, text16 = _one_step(_configs()[name], 'bfloat16')
+  f32, m32, text32, moved32 = _one_step(_configs()[name], 'float32')
+  bf16, m16, text16, moved16 = _one_step(_configs()[name], 'bfloat16')
   assert 'bf16' not in text32
-  assert 'convolution' in text16 and 'bf16' in text16  # the convolutions run in bf16
+  # every convolution of the bf16 step (forward and backward) takes bf16 operands
+  convs16, convs32 = _conv_operand_types(text16), _conv_operand_types(text32)
+  assert len(convs16) == len(convs32) > 0
+  assert set(convs16) == {('bf16', 'bf16')} and set(convs32) == {('f32', 'f32')}
+  assert moved16 > 0 and moved32 > 0  # theta moved in both dtypes
   np.testing.assert_allclose(m16['train/loss'], m32['train/loss'], rtol=LOSS_RTOL)
   for path, leaf in jax.tree_util.tree_leaves_with_path(bf16):
     if jnp.issubdtype(np.asarray(leaf).dtype, jnp.floating):
