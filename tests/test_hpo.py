@@ -376,14 +376,21 @@ def test_digits_lr_rises_from_too_low_and_falls_from_too_high(test_config):
 
 def test_train_and_evaluate_writes_eta_and_its_plot(test_config, tmp_path):
   c = _hpo_config(test_config, objective='val', use_schedule=True)
-  c.num_steps = 20
+  c.num_steps, c.log_every_steps = 20, 1
   result = train.train_and_evaluate(c, str(tmp_path), devices=jax.devices()[:2])
   assert set(result['hparams']) == {'learning_rate', 'weight_decay'}
   rows = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
   logged = [r for r in rows if 'hpo/lr' in r]
-  assert logged and all(math.isfinite(r['hpo/grad_lr']) for r in logged)
-  # use_schedule: the optimizer's lr is the learned lr times the cosine factor
-  assert logged[-1]['lr'] < logged[-1]['hpo/lr']
+  assert len(logged) == 20 and all(math.isfinite(r['hpo/grad_lr']) for r in logged)
+  # use_schedule: the optimizer's lr is the learned lr the step started with (under 'val'
+  # the one logged a step before; at first the bounds' log midpoint) times the cosine
+  # factor 1/2 (1 + cos(pi s / 20)) of that step s (row 'step' s + 1)
+  lo, hi = c.hpo.lr_bounds
+  held = [math.sqrt(lo * hi)] + [r['hpo/lr'] for r in logged[:-1]]
+  for r, lr in zip(logged, held):
+    cosine = 0.5 * (1 + math.cos(math.pi * (r['step'] - 1) / 20))
+    assert r['lr'] == pytest.approx(lr * cosine, rel=1e-5), r['step']
+  assert logged[-1]['hpo/lr'] != pytest.approx(held[0], rel=1e-3)  # eta moved
   png = plot.plot_hparams(str(tmp_path / 'metrics.jsonl'), str(tmp_path / 'hparams.png'))
   assert png and os.path.getsize(png) > 1000
 
