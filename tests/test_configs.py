@@ -85,7 +85,7 @@ def test_abstract_setup_gives_the_states_shapes_without_initialising(test_config
 
 
 @pytest.mark.parametrize('name', ['cifar10', 'cifar100', 'imagenet'])
-def test_dataset_config_steps_on_mock_data(name):
+def test_dataset_config_traces_its_step_on_mock_data(name):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'configs.{name}').get_config()
   config.batch_size, config.eval_batch_size = 8, 8
@@ -109,7 +109,7 @@ def _reduced_imagenet(config):
   return config
 
 
-def test_imagenet_dsnas_selects_the_full_shufflenet_space_and_steps():
+def test_imagenet_dsnas_selects_the_full_shufflenet_space_and_traces_a_step():
   """configs/imagenet.py:nas/dsnas: the SPOS space (20 choice layers, 4 choices), one
   step on mock data at 32 px (traced; compiled with DHA_SLOW_TESTS=1)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -127,10 +127,11 @@ def test_imagenet_dsnas_selects_the_full_shufflenet_space_and_steps():
 
 @pytest.mark.parametrize('name,variant', [('cifar10', 'dha'), ('cifar100', 'nas'),
                                           ('imagenet', 'dha/ista')])
-def test_dataset_config_selects_the_ista_cell_space_and_steps(name, variant):
+def test_dataset_config_selects_the_ista_cell_space_and_traces_a_step(name, variant):
   """The DHA system on the DARTS cells from each paper config: ISTA (CIFAR's 20 cells,
   C = 36; ImageNet's stem), one specialised step on mock data with fewer cells and
-  channels (and 32 px for ImageNet); 'dha' also learns tau and eta in that step."""
+  channels (and 32 px for ImageNet), traced (compiled and run with DHA_SLOW_TESTS=1);
+  'dha' also learns tau and eta in that step."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'configs.{name}').get_config(variant)
   n = config.nas
@@ -167,10 +168,11 @@ def _image_folder(root, classes=3, per_class=(6, 2)):
 
 @pytest.mark.parametrize('name,variant', [('sport8', ''), ('mit67', 'randaugment'),
                                           ('flowers102', '')])
-def test_transfer_config_steps(name, variant, tmp_path):
+def test_transfer_config_traces_its_step(name, variant, tmp_path):
   """The DHA paper's other datasets: Sport8 / MIT67 from an image folder (3 classes of
-  random JPEGs here), Flowers-102 from TFDS mock data; 32 px, tiny networks. (The cell
-  space's step on the ImageNet stem: the imagenet ISTA test above.)"""
+  random JPEGs here), Flowers-102 from TFDS mock data; 32 px, tiny networks; the step
+  traced (compiled and run with DHA_SLOW_TESTS=1). (The cell space's step on the
+  ImageNet stem: the imagenet ISTA test above.)"""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'configs.{name}').get_config(variant)
   config.batch_size, config.eval_batch_size = 4, 4
