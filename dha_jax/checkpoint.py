@@ -33,7 +33,8 @@ ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NA
                 'nas.cell_space': 'darts', 'nas.path_groups': 0,
                 'nas.execution': 'static',  # (darts_fixed's, 2026-12-07; ISTA's always had it)
                 'model.hidden': 256, 'dataset.eval_shift': [0, 0], 'dataset.eval_rotate': 0.0,
-                'policy.objective': 'train'}
+                'policy.objective': 'train', 'hpo.tangent_decay': 0.0, 'hpo.every_steps': 1,
+                'hpo.reset_tangent': False}  # (2026-12-07, #34)
 
 
 class IncompatibleCheckpoint(ValueError):

@@ -62,24 +62,30 @@ def _run(handler, tx, theta, steps):
   return thetas, lrs, hgrads, hp_state
 
 
-@pytest.mark.parametrize('decay', [0.0, 0.7])
-def test_carried_tangent_and_hypergradient_match_their_closed_forms(test_config, decay):
+@pytest.mark.parametrize('decay,reset', [(0.0, False), (0.7, False), (1.0, True)])
+def test_carried_tangent_and_hypergradient_match_their_closed_forms(test_config, decay,
+                                                                    reset):
   """With eta frozen (its optimizer's lr 0), theta_{s+1} = theta_s - lr g_s, so
-  d theta_{s+1} / d u = -g_s dlr/du and Z_T = sum_s mu^(T-1-s) (-g_s) dlr/du; every
-  `every_steps` = 3 steps the logged dL/dlr is <grad L_val(theta_t), Z_t> / (dlr/du), and
-  0 between (no held-out pass)."""
-  handler, tx = _handler(test_config, 0.0, tangent_decay=decay, every_steps=3)
+  d theta_{s+1} / d u = -g_s dlr/du and Z_T = sum_s mu^(T-1-s) (-g_s) dlr/du, the sum
+  from the last move of eta on when reset_tangent (mu = 1: the window's net
+  displacement); every `every_steps` = 3 steps the logged dL/dlr is
+  <grad L_val(theta_t), Z_t> / (dlr/du), and 0 between (no held-out pass)."""
+  handler, tx = _handler(test_config, 0.0, tangent_decay=decay, every_steps=3,
+                         reset_tangent=reset)
   thetas, lrs, hgrads, hp_state = _run(handler, tx, jnp.asarray([1.0, 2.0, -1.0]), 7)
   np.testing.assert_allclose(lrs, 0.1, rtol=1e-6)  # frozen
   grads = [np.asarray(_train_grad(t)) for t in thetas]
-  for t in range(7):  # hgrads[t] is taken at step t with Z_t (the tangent up to theta_t)
-    z = sum((decay ** (t - 1 - s) * -grads[s] for s in range(t)), np.zeros(3))  # / dlr/du
-    expected = float(np.dot(np.asarray(jax.grad(_val_loss)(thetas[t])), z))
+
+  def z(t):  # Z_t / (dlr/du): the tangent up to theta_t
+    start = max((m for m in range(1, t) if m % 3 == 0), default=0) if reset else 0
+    return sum((decay ** (t - 1 - s) * -grads[s] for s in range(start, t)), np.zeros(3))
+
+  for t in range(7):  # hgrads[t] is taken at step t with Z_t
+    expected = float(np.dot(np.asarray(jax.grad(_val_loss)(thetas[t])), z(t)))
     moving = t > 0 and t % 3 == 0
     assert hgrads[t] == pytest.approx(expected if moving else 0.0, rel=1e-5, abs=1e-7), t
   dlr_du = 0.1 * np.log(1.0 / 1e-3)
-  z7 = sum(decay ** (6 - s) * -grads[s] for s in range(7)) * dlr_du
-  np.testing.assert_allclose(hp_state['tangent']['lr'], z7, rtol=1e-5)
+  np.testing.assert_allclose(hp_state['tangent']['lr'], z(7) * dlr_du, rtol=1e-5)
   assert int(hp_state['ready']) == 7
 
 
@@ -120,10 +126,11 @@ def test_forward_settles_at_its_closed_form_rate_on_a_quadratic(test_config, dec
 
 
 def test_bad_horizon_settings_are_refused_naming_the_field(test_config):
-  for field, value in (('tangent_decay', 1.0), ('tangent_decay', -0.1), ('every_steps', 0)):
+  for field, value in (('tangent_decay', 1.0), ('tangent_decay', -0.1), ('every_steps', 0),
+                       ('reset_tangent', True)):
     c = test_config.copy_and_resolve_references()
     c.hpo = hypergrad.default_config()
-    c.hpo.update(enabled=True, objective='forward')
+    c.hpo.update(enabled=True, objective='lagged' if field == 'reset_tangent' else 'forward')
     c.hpo[field] = value
     with pytest.raises(ValueError, match=f'config.hpo.{field}='):
       hypergrad.LearnedHparams(c)

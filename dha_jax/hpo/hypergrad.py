@@ -18,6 +18,13 @@ and g_t held constant (first order). config.hpo.objective picks L_hpo:
             lowered the held-out loss, not the next step's training loss, whose greedy
             answer is to shrink the learning rate once the loss is noise-dominated.
             'lagged' takes the same decay (0: today's one-step tangent).
+            config.hpo.reset_tangent restarts Z after each move of eta, so that Z covers
+            exactly the steps since (mu = 1 allowed: Z is then the derivative of the
+            window's net displacement). Why: SGD oscillates across the sharpest
+            directions (the edge of stability), where the last update always points
+            uphill of the next gradient; a decayed Z is dominated by those last updates
+            and pushes the rate down whatever the progress, while over a whole window
+            the oscillations cancel and Z follows the net progress.
 
 eta is stored normalised to its bounds, u in [0, 1]: value = low + u (high - low)
 ('linear') or low (high / low)^u ('log'). Why: one step of eta's own optimizer then moves
@@ -62,6 +69,7 @@ def default_config():
   h.learn_wd = True          # False: weight decay stays config.weight_decay (only lr is learned)
   h.tangent_decay = 0.0      # 'lagged' / 'forward': mu of the carried tangent (0: one step)
   h.every_steps = 1          # 'forward': eta moves every this many steps (1 held-out gradient each)
+  h.reset_tangent = False    # 'forward': restart the tangent after each eta move (then mu = 1 is allowed)
   h.optimizer = ml_collections.ConfigDict(
       {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999})  # eta's optimizer; lr is a fraction of the bound range per step
   return h
@@ -95,8 +103,12 @@ class LearnedHparams(base.Handler):
       raise ValueError(f"config.hpo.lr_mode={h.lr_mode!r}: use 'absolute' or 'multiplier'")
     self.objective, self.per_group, self.log = h.objective, bool(h.per_group), h.space == 'log'
     self.decay, self.every = float(h.tangent_decay), int(h.every_steps)
-    if not 0.0 <= self.decay < 1.0:
-      raise ValueError(f'config.hpo.tangent_decay={h.tangent_decay}: use 0 <= mu < 1')
+    self.reset = bool(h.get('reset_tangent', False))
+    if not (0.0 <= self.decay < 1.0 or (self.decay == 1.0 and self.reset)):
+      raise ValueError(f'config.hpo.tangent_decay={h.tangent_decay}: use 0 <= mu < 1 '
+                       '(mu = 1 only with reset_tangent=True)')
+    if self.reset and h.objective != 'forward':
+      raise ValueError("config.hpo.reset_tangent=True needs config.hpo.objective='forward'")
     if self.every < 1:
       raise ValueError(f'config.hpo.every_steps={h.every_steps}: use a whole number >= 1')
     self.multiplier = h.lr_mode == 'multiplier'
@@ -233,8 +245,8 @@ class LearnedHparams(base.Handler):
     new_tangent = {k: lin({j: jnp.full_like(new_u[j], j == k) for j in self.kinds})[0]
                    for k in self.kinds}
     if self.decay:
-      new_tangent = jax.tree_util.tree_map(lambda z, b: self.decay * z + b, tangent,
-                                           new_tangent)
+      keep = self.decay * (1.0 - moves.astype(jnp.float32)) if self.reset else self.decay
+      new_tangent = jax.tree_util.tree_map(lambda z, b: keep * z + b, tangent, new_tangent)
     new_state = {'opt': new_opt, 'tangent': new_tangent,
                  'ready': jnp.minimum(count, jnp.iinfo(jnp.int32).max - 1) + 1}
     return new_params, new_net_opt, new_u, new_state, hgrad, {}
