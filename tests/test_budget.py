@@ -149,19 +149,47 @@ def test_budget_horizon_sets_the_schedule_and_resumes_exactly(tmp_path, monkeypa
   jax.tree_util.tree_map(np.testing.assert_array_equal, trees[0], trees[1])
 
 
-def test_search_cap_fixes_every_layer_at_its_fraction(tmp_path):
+class _FakeProcessClock:
+  """An injected 'process' clock: every read advances it by 10 ms, so a run's time (and
+  the real pilot's horizon from it) does not depend on the machine's load."""
+
+  def __init__(self):
+    self.t = 0.0
+
+  def __call__(self):
+    self.t += 0.01
+    return self.t
+
+
+def test_real_pilot_sets_the_horizon_and_the_search_cap_follows_it(tmp_path, monkeypatch):
+  """A DSNAS run given a time budget on an injected clock: the real budget.Pilot fixes the
+  horizon, the run's cosine ends there, and the search is capped at
+  ceil(max_search_fraction x horizon) (search_end with search_capped). (A cap that falls
+  before the pilot has timed its 20 steps ends the search when the horizon is known.)"""
   c = test_dha.dha_config('nas/dsnas')
-  c.num_steps, c.nas.search_epochs, c.nas.fix_threshold = 20, 0, 2.0  # nothing else fixes
-  c.nas.max_search_fraction = 0.25
-  c.checkpoint_every_steps, c.recalibration_batches = 1000, 1
+  c.num_steps, c.nas.search_epochs, c.nas.fix_threshold = 10**6, 0, 2.0  # nothing else fixes
+  c.nas.max_search_fraction = 0.7
+  c.time_budget_s, c.time_budget_clock = 1.0, 'process'
+  c.checkpoint_every_steps, c.recalibration_batches, c.log_every_steps = 1000, 1, 1
+  monkeypatch.setitem(budget.TrainClock.CLOCKS, 'process', _FakeProcessClock())
   result = train.train_and_evaluate(c, str(tmp_path))
-  assert result['search_end_step'] == 5 and result['steps'] == 20
-  ends = [r for r in _rows(str(tmp_path)) if r.get('event') == 'search_end']
+  rows = _rows(str(tmp_path))
+  (event,) = [r for r in rows if r.get('event') == 'horizon']
+  horizon = event['horizon']
+  assert 20 < horizon < 10**6 and result['horizon'] == horizon
+  assert event['step'] < result['search_end_step'] == math.ceil(0.7 * horizon)
+  assert horizon - 2 <= result['steps'] <= horizon  # the budget ends with the schedule
+  ends = [r for r in rows if r.get('event') == 'search_end']
   assert len(ends) == 1 and ends[0]['search_capped'] is True
   arch = result['architecture']
   assert all(arch['fixed'])
   # fixed at the argmax of alpha at the cap, which then stops moving
   assert arch['genotype'] == list(np.argmax(arch['probabilities'], -1))
+  # after the pilot, step s trained with lr(s - 1) of the cosine ending at the horizon
+  lr = {r['step']: r['lr'] for r in rows if 'lr' in r}
+  last = max(s for s in lr if s > event['step'])
+  np.testing.assert_allclose(
+      lr[last], c.lr * 0.5 * (1 + math.cos(math.pi * (last - 1) / horizon)), rtol=1e-4)
 
 
 def test_random_cell_genotype_is_seeded_in_space_and_in_budget():
