@@ -189,25 +189,47 @@ def test_non_finite_loss_stops_and_keeps_good_checkpoint(test_config, tmp_path):
   assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(params))
 
 
+# dha_jax.main with orbax's commit of a save (the rename of its temporary directory)
+# preceded by a SIGSTOP of the process itself at the N-th save: the parent knows, by
+# waitpid, the moment a save is half-written, without polling the file system.
+_STOP_AT_SAVE = """
+import os, runpy, signal, sys
+from orbax.checkpoint._src.path import atomicity
+n, commit = [0], atomicity.AtomicRenameTemporaryPath.finalize
+async def finalize(self, *args, **kwargs):
+  n[0] += 1
+  if n[0] == int(os.environ['DHA_TEST_STOP_AT_SAVE']):
+    os.kill(os.getpid(), signal.SIGSTOP)
+  return await commit(self, *args, **kwargs)
+atomicity.AtomicRenameTemporaryPath.finalize = finalize
+sys.argv = ['dha_jax.main', *sys.argv[1:]]
+runpy.run_module('dha_jax.main', run_name='__main__')
+"""
+
+
 def test_sigkill_during_a_save_loses_only_the_unsaved_steps(reference_run, tmp_path):
-  """SIGKILL while a checkpoint is being written (its temporary directory exists): the next
-  run starts from the last finished one and ends bit-identical to the uninterrupted run."""
+  """SIGKILL while a checkpoint is half-written: the process is stopped (SIGSTOP) just
+  before orbax commits its 3rd save, its temporary directory is seen beside the last
+  finished save, then it is killed. The next run resumes from that save, the temporary
+  directory is gone, and the run ends bit-identical to the uninterrupted one."""
   _, ref_dir, ref_result = reference_run
   workdir = str(tmp_path / 'killed')
   cmd = _cli(workdir, '--config.checkpoint_every_steps=1')
-  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  env = dict(os.environ, DHA_TEST_STOP_AT_SAVE='3')
+  proc = subprocess.Popen([sys.executable, '-c', _STOP_AT_SAVE, *cmd[3:]], cwd=ROOT,
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _, status = os.waitpid(proc.pid, os.WUNTRACED)  # blocks until stopped (or ended)
+  assert os.WIFSTOPPED(status), f'the run ended (status {status}) before its 3rd save'
   ckpts = os.path.join(workdir, 'checkpoints')
-  deadline, seen = time.time() + 240, None
-  while time.time() < deadline and proc.poll() is None and seen is None:
-    names = os.listdir(ckpts) if os.path.isdir(ckpts) else []
-    if any(n.isdigit() for n in names):  # a save finished; the next one is in flight?
-      seen = next((n for n in names if 'tmp' in n), None)
+  names = os.listdir(ckpts)
+  finished = max(int(n) for n in names if n.isdigit())
+  assert f'{finished + 1}.orbax-checkpoint-tmp' in names, names  # the next, half-written
   proc.kill()
   proc.wait(timeout=60)
-  assert seen is not None, 'no save in flight was observed before the run ended'
   done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
-  assert 'resumed from' in done.stdout + done.stderr
+  assert f'resumed from {ckpts} at step {finished}' in done.stdout + done.stderr
+  assert not any('tmp' in n for n in os.listdir(ckpts)), os.listdir(ckpts)
   assert _losses(workdir) == _losses(ref_dir)
   step_a, params_a = _final_params(workdir)
   assert step_a == STEPS
