@@ -175,14 +175,21 @@ def genotype_flag(result):
   return '--config.nas.genotype=' + json.dumps(g, separators=(',', ':'))
 
 
+def summed(kept, results):
+  """`kept` (the result whose model is reported) with each SUMMED entry the sum over
+  `results`; an entry some run lacks is dropped (part of a sum would read as the whole)."""
+  out = dict(kept)
+  for k in SUMMED:
+    if all(k in r for r in results):
+      out[k] = sum(r[k] for r in results)
+    else:
+      out.pop(k, None)
+  return out
+
+
 def combine(first, second):
   """sequential's result: the second half's model, the steps and times of both halves."""
-  out = dict(second)
-  for k in SUMMED:
-    if k in first and k in second:
-      out[k] = first[k] + second[k]
-    else:  # half a sum would read as the whole
-      out.pop(k, None)
+  out = summed(second, (first, second))
   out['search_steps'] = first.get('steps')
   return out
 
@@ -220,11 +227,7 @@ def run_lr_grid(seed, budget_s):
     result = _run(command('fixed', wd, third, seed, [f'--config.lr={lr * f!r}']), wd)
     runs.append((final_val_accuracy(wd), f, result))
   val, factor, best = max(runs, key=lambda x: x[0])  # ties: the smaller factor
-  out = dict(best)
-  for k in SUMMED:
-    out[k] = sum(r[k] for _, _, r in runs) if all(k in r for _, _, r in runs) else None
-    if out[k] is None:
-      out.pop(k)
+  out = summed(best, [r for _, _, r in runs])
   out['lr_grid'] = {f'{f:g}': v for v, f, _ in runs}
   out['lr_grid_factor'], out['lr_grid_val_accuracy'] = factor, val
   return out

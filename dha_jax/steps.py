@@ -111,8 +111,9 @@ def make_train_step(c: Components):
                 jax.random.fold_in(k_arch, parallel.device_index()))
 
     def val_loss(net_params, arch, prefix='arch_'):
-      """Un-augmented held-out batch at the current weights (first-order DARTS; tau's
-      held-out objective with prefix 'policy_')."""
+      """An un-augmented extra batch, same architecture sample: the held-out one of
+      first-order DARTS ('arch_'), of tau's held-out objective ('policy_') or eta's
+      ('hpo_')."""
       x = c.prepare_eval(batch[prefix + 'image'])
       logits, _, _ = c.strategy.apply(net_params, state.batch_stats, arch, state.nas_state,
                                       x, arch_key, train=True)
@@ -161,11 +162,8 @@ def make_train_step(c: Components):
     grads = parallel.pmean(grads)
 
     def hpo_loss(net_params):
-      """L_hpo at theta_{t+1}: the un-augmented HPO batch, same architecture sample."""
-      x = c.prepare_eval(batch['hpo_image'])
-      logits, _, _ = c.strategy.apply(net_params, state.batch_stats, state.params['arch'],
-                                      state.nas_state, x, arch_key, train=True)
-      return jnp.mean(cross_entropy(logits, batch['hpo_label'], cfg.label_smoothing))
+      """L_hpo at theta_{t+1} (or at theta_t for 'forward'): the HPO batch."""
+      return val_loss(net_params, state.params['arch'], 'hpo_')
 
     # theta: the optimizer step with eta (and eta's own step when it is learned: its
     # hypergradient through that same step), on the weights this step's network uses.
