@@ -48,6 +48,9 @@ def one_of_many(fn) -> int:
   except BaseException:  # pylint: disable=broad-except
     traceback.print_exc()
     code = 1
+  if code == 2:  # an input error, which every process meets: all report it, then leave
+    from dha_jax import distributed  # pylint: disable=g-import-not-at-top
+    distributed.leave_together('input_error')
   if code:
     sys.stdout.flush()
     sys.stderr.flush()

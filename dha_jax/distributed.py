@@ -69,6 +69,21 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
     joined.set()
 
 
+def leave_together(name: str, timeout_s: float = 60.0):
+  """Waits, at most timeout_s, until every process of the run is here (e.g. each met the
+  same input error). Why: process 0 hosts the coordination service, and its exit aborts
+  the others wherever they are (seen: while one still set up its devices, before it could
+  report the error). No-op outside a multi-process run."""
+  from jax._src import distributed as jax_distributed  # pylint: disable=g-import-not-at-top
+  client = jax_distributed.global_state.client
+  if client is None:
+    return
+  try:
+    client.wait_at_barrier(f'dha_leave_{name}', int(min(timeout_s, _timeout_s) * 1000))
+  except Exception:  # pylint: disable=broad-except
+    pass  # some process did not get here (it did not fail the same way): leave anyway
+
+
 def _watchdog(joined, timeout_s, message):
   if not joined.wait(timeout_s):
     print(message, file=sys.stderr, flush=True)

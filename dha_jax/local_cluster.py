@@ -94,14 +94,9 @@ def _wait(procs) -> int:
     time.sleep(0.2)
 
 
-def _stop(procs, settle_s: float = 10.0, grace_s: float = 20.0):
-  """The processes still running after one failed: first settle_s for them to end by
-  themselves (an input error every process meets is then reported by each, not only by
-  the fastest), then SIGTERM, then SIGKILL after grace_s (they may be blocked in a
-  collective that the failed one never joins)."""
-  deadline = time.time() + settle_s
-  while time.time() < deadline and any(p.poll() is None for p in procs):
-    time.sleep(0.1)
+def _stop(procs, grace_s: float = 20.0):
+  """The processes still running after one failed: SIGTERM, then SIGKILL after grace_s
+  (they may be blocked in a collective that the failed one never joins)."""
   for p in procs:
     if p.poll() is None:
       p.terminate()
