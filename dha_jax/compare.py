@@ -30,6 +30,7 @@ and every seed's numbers; comparison.png draws both intervals.
 """
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -197,14 +198,28 @@ def combine(first, second):
 LR_GRID = (0.5, 1.0, 2.0)  # lr_grid's factors of config.lr
 
 
-def base_lr():
-  """config.lr of the runs: the config file's, or the last --override of it."""
+def base_value(field):
+  """config.<field> of the runs: the config file's, or the last --override of it."""
   from dha_jax import config_util  # pylint: disable=g-import-not-at-top
-  lr = float(config_util.load(f'{FLAGS.config}:fixed').lr)
+  value = config_util.load(f'{FLAGS.config}:fixed')[field]
   for o in FLAGS.override:
-    if o.startswith('--config.lr='):
-      lr = float(o.split('=', 1)[1])
-  return lr
+    if o.startswith(f'--config.{field}='):
+      value = type(value)(o.split('=', 1)[1])
+  return value
+
+
+def base_lr():
+  return float(base_value('lr'))
+
+
+def third_of_the_length():
+  """Without a time budget an arm's budget is its length: each lr_grid run trains a third
+  of config.num_steps (when set) or of config.num_epochs, so that the grid costs what one
+  fixed run costs."""
+  steps = int(base_value('num_steps'))
+  if steps > 0:
+    return [f'--config.num_steps={math.ceil(steps / len(LR_GRID))}']
+  return [f'--config.num_epochs={float(base_value("num_epochs")) / len(LR_GRID)!r}']
 
 
 def final_val_accuracy(workdir):
@@ -217,14 +232,16 @@ def final_val_accuracy(workdir):
 
 
 def run_lr_grid(seed, budget_s):
-  """`fixed` at config.lr x LR_GRID, each with a third of the budget, in
+  """`fixed` at config.lr x LR_GRID, each with a third of the budget (time, or else
+  length: third_of_the_length), in
   <workdir>/lr_grid/seed<s>/lr_x<factor>: the result of the one best on validation, with
   the steps and times of all three and each one's val accuracy."""
   lr, third = base_lr(), budget_s / len(LR_GRID) if budget_s else 0
+  length = [] if budget_s else third_of_the_length()
   runs = []
   for f in LR_GRID:
     wd = os.path.join(run_dir('lr_grid', seed), f'lr_x{f:g}')
-    result = _run(command('fixed', wd, third, seed, [f'--config.lr={lr * f!r}']), wd)
+    result = _run(command('fixed', wd, third, seed, [*length, f'--config.lr={lr * f!r}']), wd)
     runs.append((final_val_accuracy(wd), f, result))
   val, factor, best = max(runs, key=lambda x: x[0])  # ties: the smaller factor
   out = summed(best, [r for _, _, r in runs])

@@ -229,6 +229,7 @@ def test_lr_grid_runs_three_rates_on_a_third_of_the_budget_and_keeps_the_best_on
     rates = [a for a in c if a.startswith('--config.lr=')]
     assert rates == ['--config.lr=0.08', f'--config.lr={0.08 * f!r}']  # the last one wins
     assert '--config.time_budget_s=60.0' in c
+    assert not [a for a in c if a.startswith(('--config.num_epochs', '--config.num_steps'))]
   out = json.load(open(os.path.join(wd, 'comparison.json')))
   row = out['variants']['lr_grid']
   assert row['accuracy'] == {'0': 0.84}  # x1: best on val (0.85), not x2 (best on test)
@@ -238,6 +239,36 @@ def test_lr_grid_runs_three_rates_on_a_third_of_the_budget_and_keeps_the_best_on
   assert '- lr_grid, seed 0: lr x1 (val accuracy x0.5: 80.00%, x1: 85.00%, x2: 83.00%)' in md
   floor = 1.96 * math.sqrt(0.84 * 0.16 / 10000)  # the binomial 95% half-width at 84%
   assert f'±{100 * floor:.2f} pp (binomial 95%' in md
+
+
+@pytest.mark.parametrize('length, expected', [
+    ([], '--config.num_steps=2'),  # compare_config.py's 6 steps
+    (['--override=--config.num_steps=0', '--override=--config.num_epochs=301'],
+     f'--config.num_epochs={301 / 3!r}'),
+    (['--override=--config.num_steps=100'], '--config.num_steps=34')])
+def test_lr_grid_without_a_time_budget_gives_each_rate_a_third_of_the_length(
+    tmp_path, monkeypatch, length, expected):
+  """Without --budget_minutes an arm's budget is its length: each of the three runs
+  trains a third of config.num_steps (when set, rounded up) or of config.num_epochs."""
+  commands = []
+
+  def fake_tee(cmd, log_path):
+    commands.append(cmd)
+    run_wd = _arg(cmd, '--workdir')
+    _write(os.path.join(run_wd, 'result.json'), _fake_result(0.8))
+    with open(os.path.join(run_wd, 'metrics.jsonl'), 'w') as f:
+      f.write(json.dumps({'step': 1, 'val/accuracy': 0.5}) + '\n')
+    return 0
+
+  monkeypatch.setattr(compare, '_tee', fake_tee)
+  argv = [f'--config={CONFIG}', f'--workdir={tmp_path}', '--variants=lr_grid', '--seeds=0',
+          '--reference=', *length]
+  assert _compare_in_process(monkeypatch, argv) == 0
+  assert len(commands) == 3
+  for c in commands:
+    lengths = [a for a in c if a.startswith(('--config.num_epochs=', '--config.num_steps='))]
+    assert lengths[-1] == expected, c
+    assert not [a for a in c if a.startswith('--config.time_budget_s')]
 
 
 def test_report_only_tables_the_finished_runs_and_starts_none(tmp_path, monkeypatch):
