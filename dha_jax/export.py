@@ -31,16 +31,14 @@ def recalibrate_bn(module, variables, batches, mesh, prepare):
   their running statistics do not describe the child (docs/method.md 3a's pitfall)."""
   if not variables.get('batch_stats'):
     return variables
-  # The exported child has no cross-device BN axis; recalibrating it shard by shard would
-  # normalise each device's activations by its own shard and change every later layer's
-  # statistics with the device count. Synchronised over 'data', it sees the global batch.
-  if hasattr(module, 'bn_axis_name'):
-    module = module.clone(bn_axis_name=parallel.AXIS)
-
+  # The exported child has no cross-device BN axis, and DSNAS's choice blocks keep theirs
+  # per device. Recalibrated shard by shard, each device would normalise its activations
+  # by its own shard and every later layer's statistics would change with the device
+  # count; synchronised over 'data' (every BN, for this pass), it sees the global batch.
   def stats(v, images):
-    with common.override_bn_momentum(0.0):  # a train call returns the batch's statistics
+    with common.override_bn_momentum(0.0, sync_axis=parallel.AXIS):
       _, new = module.apply(v, prepare(images), train=True, mutable=['batch_stats'])
-    return _global_moments(new['batch_stats'])
+    return new['batch_stats']
 
   step = parallel.data_parallel(stats, mesh, (parallel.REPLICATED, parallel.SHARDED),
                                 parallel.REPLICATED)
@@ -52,17 +50,6 @@ def recalibrate_bn(module, variables, batches, mesh, prepare):
   if not n:
     return variables
   return dict(variables, batch_stats=jax.tree_util.tree_map(lambda t: t / n, total))
-
-
-def _global_moments(tree):
-  """Per-device BatchNorm {'mean', 'var'} -> those of the whole global batch, for BNs that
-  stay per device (DSNAS's choice blocks): E[x] and E[x^2] average over equal shards, the
-  variance does not. Synchronised BNs are already global: unchanged."""
-  if isinstance(tree, dict) and set(tree) == {'mean', 'var'}:
-    mean = parallel.pmean(tree['mean'])
-    square = parallel.pmean(tree['var'] + jnp.square(tree['mean']))
-    return {'mean': mean, 'var': square - jnp.square(mean)}
-  return {k: _global_moments(v) for k, v in tree.items()}
 
 
 def _json_default(x):

@@ -446,3 +446,44 @@ def test_one_compilation_across_warm_up_fixing_and_the_end_of_search():
   assert not bool(comps.strategy.searching(state.nas_state))
   assert list(cache.steps) == [None]
   assert cache.steps[None][0]._cache_size() == 1  # pylint: disable=protected-access
+
+
+# -------------------------------------------------------------- BN recalibration
+
+
+def test_recalibrated_statistics_on_four_devices_equal_the_whole_batch_on_one():
+  """export.recalibrate_bn on a DSNAS child over 4 devices: the choice blocks' BatchNorm
+  stays per device, the stem's and head's are synchronised; either way the result equals
+  the plain average over batches of each BN's whole-batch mean and variance, computed by
+  the child on one device outside any mesh (1e-6)."""
+  from dha_jax import export  # pylint: disable=g-import-not-at-top
+  from dha_jax.models import common  # pylint: disable=g-import-not-at-top
+  s = dsnas.DSNAS(tiny_config(), 10, (8, 8, 1))
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), jnp.zeros((4, 8, 8, 1)))
+  genotype = [1, 3, 2]
+  ns_fixed = dict(ns, fixed=jnp.ones_like(ns['fixed']), choice=jnp.asarray(genotype))
+  module, variables, g = s.child(_state(net, bs, arch, ns_fixed))
+  assert g == genotype
+  rng = np.random.default_rng(0)
+  batches = [rng.integers(0, 256, (16, 8, 8, 1), dtype=np.uint8) for _ in range(3)]
+  prepare = lambda images: images.astype(jnp.float32) / 255.0 - 0.5
+  got = export.recalibrate_bn(module, variables, batches, parallel.make_mesh(jax.devices()[:4]),
+                              prepare)['batch_stats']
+
+  def whole_batch(images):
+    with common.override_bn_momentum(0.0):  # a train call returns the batch's statistics
+      return module.apply(variables, prepare(jnp.asarray(images)), train=True,
+                          mutable=['batch_stats'])[1]['batch_stats']
+
+  per_batch = [whole_batch(b) for b in batches]
+  want = jax.tree_util.tree_map(lambda *t: np.mean(np.stack(t), 0), *per_batch)
+  paths = [p for p, _ in jax.tree_util.tree_leaves_with_path(want)]
+  assert any('choice' in jax.tree_util.keystr(p) for p in paths)  # per-device BNs covered
+  assert any('stem' in jax.tree_util.keystr(p) for p in paths)  # synchronised ones too
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(want),
+                          jax.tree_util.tree_leaves(got)):
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  # and the per-device statistics alone would differ: the test can tell them apart
+  one_shard = whole_batch(batches[0][:4])
+  assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(
+      jax.tree_util.tree_leaves(one_shard), jax.tree_util.tree_leaves(per_batch[0])))
