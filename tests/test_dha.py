@@ -8,9 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import compare, experiments, export, parallel, steps, train
+from dha_jax import compare, experiments, parallel, steps, train
 from dha_jax.hpo import hypergrad
 
+import exported
 import resume_check
 from agreement import assert_agree, run_steps
 
@@ -75,13 +76,7 @@ def test_full_dha_moves_every_component_and_exports(full_dha):
   assert any('nas/fixed_layers' in r for r in rows)
   for key in ('policy', 'architecture', 'hparams', 'images_processed', 'wall_time_s'):
     assert key in result, key
-  # the exported model alone reproduces the reported accuracy
-  from dha_jax import data  # pylint: disable=g-import-not-at-top
-  test = data.load(config.dataset, config.seed).test
-  model = export.load_model(os.path.join(workdir, 'model'))
-  acc = float(np.mean(np.argmax(model.predict(test.images), -1) == test.labels))
-  assert abs(acc - result['test/accuracy']) <= 1.0 / len(test.labels) + 1e-12
-  assert model.genotype == result['architecture']['genotype']
+  exported.assert_reproduces_the_run(config, workdir, result)  # the model alone
   for name in ('policy.png', 'hparams.png', 'arch.png'):
     assert os.path.exists(os.path.join(workdir, name)), name
 

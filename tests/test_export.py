@@ -164,3 +164,43 @@ def test_predict_converts_other_sizes_with_a_warning_and_names_unreadable_files(
   assert out.returncode == 2
   errors = [l for l in out.stderr.splitlines() if l.startswith('error:')]
   assert len(errors) == 1 and 'bad.png' in errors[0] and 'Traceback' not in out.stderr
+
+
+def test_predict_reads_files_as_the_folder_loader_and_centre_crops_as_the_run(
+    tmp_path, test_config):
+  """Textured images of other sizes and aspect ratios: predict.read gives, pixel for pixel,
+  the array the folder source loaded for training (shorter side resized to load_size,
+  centre crop); with preprocess.image_size > 0 the exported model crops its centre, as the
+  run's eval transform did: its logits equal the network on the slice [1:9, 1:9] of a
+  10-pixel image (1e-5), and differ from those of another crop."""
+  from dha_jax import predict  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  ramp = np.linspace(0, 120, 30)
+  paths = []
+  for split in ('train', 'test'):
+    for c, (h, w) in (('a', (20, 30)), ('b', (30, 21))):
+      path = tmp_path / 'data' / split / c / '0.png'
+      path.parent.mkdir(parents=True)
+      img = rng.integers(0, 100, (h, w, 3)) + ramp[:w][None, :, None] + ramp[:h][:, None, None] / 2
+      Image.fromarray(img.astype(np.uint8)).save(path)
+      paths.append(str(path))
+  config = test_config
+  d = config.dataset
+  d.source, d.data_dir, d.val_size, d.load_size = 'folder', str(tmp_path / 'data'), 1, 10
+  config.preprocess.image_size = 8
+  ds = data.load(config.dataset, 0)
+  assert ds.test.images.shape == (2, 10, 10, 3)
+  for i, path in enumerate(paths[2:]):  # test/a, test/b: the loader's order
+    np.testing.assert_array_equal(predict.read(path, 10, 3), ds.test.images[i])
+
+  module = models.create(config.model, 2, bn_axis_name=None)
+  variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)), train=False)
+  export.save(str(tmp_path / 'model'), config, 2, (10, 10, 3), None, variables)
+  model = export.load_model(str(tmp_path / 'model'))
+  mean, std = np.asarray(d.mean, np.float32), np.asarray(d.std, np.float32)
+  net = lambda x: np.asarray(module.apply(variables, (x / 255.0 - mean) / std, train=False))
+  logits = model.predict(ds.test.images)
+  np.testing.assert_allclose(logits, net(ds.test.images[:, 1:9, 1:9].astype(np.float32)),
+                             rtol=1e-5, atol=1e-5)
+  assert not np.allclose(logits, net(ds.test.images[:, :8, :8].astype(np.float32)),
+                         atol=1e-4)

@@ -21,6 +21,7 @@ from dha_jax import parallel, sparse_update, steps, train
 from dha_jax.layers import conv
 from dha_jax.nas import darts, darts_space as ds, ista, sparse_recovery
 
+import exported
 import slow
 
 
@@ -547,3 +548,4 @@ def test_search_freezes_and_the_same_network_trains_on(test_config, tmp_path):
   assert list(moves) == [1] and np.all(moves[1] > 0)  # each froze with its own movement
   for name in ('freezing.png', 'genotype.png'):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 1000, name
+  exported.assert_reproduces_the_run(config, str(tmp_path), result)

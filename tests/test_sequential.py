@@ -21,6 +21,7 @@ from ml_collections import config_flags
 
 from dha_jax import compare, experiments, metrics_io, nas, train
 
+import exported
 import slow
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sequential_config.py')
@@ -70,6 +71,9 @@ def test_sequential_trains_the_searched_genotype_with_da_hpo(strategy, tmp_path)
                                    str(tmp_path / 'search'), devices)
   searched = first['architecture']['genotype']
   assert searched and 'policy' not in first  # NAS alone: no tau
+  # the searched model, exported without its search state, is the run's
+  exported.assert_reproduces_the_run(_parse(f'--config={CONFIG}:nas/{strategy}'),
+                                     str(tmp_path / 'search'), first)
   config = _parse(f'--config={CONFIG}:sequential/{strategy}', compare.genotype_flag(first))
   fixed = nas.STRATEGIES[strategy].fixed_counterpart
   assert fixed and config.nas.strategy == fixed == experiments.fixed_counterpart(strategy)
@@ -80,6 +84,7 @@ def test_sequential_trains_the_searched_genotype_with_da_hpo(strategy, tmp_path)
   expected = _without_search_weights(searched)
   assert second['architecture']['genotype'] == expected
   assert second['num_params'] == second['architecture']['params']
+  exported.assert_reproduces_the_run(config, wd, second)
   with open(os.path.join(wd, 'config.json')) as f:
     saved = json.load(f)
   genotype = saved['nas']['genotype']
