@@ -1,14 +1,15 @@
 """dha_jax.compare: the statistics over seeds against closed forms, the runner on faked
 runs (commands, skips, failures), and one real comparison end to end: 2 variants x 2
-seeds in subprocesses, an interrupted run resumed, finished ones skipped, the genotype
-handed from sequential's search half to its second half."""
+seeds in subprocesses, a real SIGTERM passed on to the running training, the stopped run
+resumed bit-identical to an uninterrupted one, finished ones skipped, the genotype handed
+from sequential's search half to its second half."""
 
 import glob
 import json
 import math
 import os
 import re
-import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -327,13 +328,55 @@ def test_flag_errors(tmp_path, monkeypatch):
 
 # ---- (b), (c) a real comparison: subprocesses, resume, skip, hand-over --------------------
 
-def _env(cache):
+# Put on PYTHONPATH, this sitecustomize.py makes the one training process whose workdir is
+# $DHA_TEST_TERM_IN send SIGTERM to its parent (compare) right after its first checkpoint,
+# and wait (signals blocked, no polling) until compare forwards one back; that signal is
+# then delivered to the run's own handler. So a real signal reaches a real child at a
+# known step, whatever the machine's speed.
+_TERM_COMPARE_AT_FIRST_SAVE = """
+import importlib.abc, importlib.util, os, signal, sys
+TARGET = os.environ.get('DHA_TEST_TERM_IN')
+
+def _patch(checkpoint):
+  save, done = checkpoint.Checkpointer.save, []
+  def save_then_term_compare(self, state, step, **kwargs):
+    save(self, state, step, **kwargs)
+    if not done:
+      done.append(step)
+      signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+      os.kill(os.getppid(), signal.SIGTERM)
+      if signal.sigtimedwait({signal.SIGTERM}, 120) is None:
+        raise RuntimeError('compare did not pass SIGTERM on within 120 s')
+      signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+      os.kill(os.getpid(), signal.SIGTERM)  # to the run's handler: save next step, stop
+  checkpoint.Checkpointer.save = save_then_term_compare
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name != 'dha_jax.checkpoint':
+      return None
+    sys.meta_path.remove(self)
+    spec = importlib.util.find_spec(name)
+    run = spec.loader.exec_module
+    def exec_module(module):
+      run(module)
+      _patch(module)
+    spec.loader.exec_module = exec_module
+    return spec
+
+if TARGET and f'--workdir={TARGET}' in sys.orig_argv:
+  sys.meta_path.insert(0, _PatchOnImport())
+"""
+
+
+def _env(cache, site=None):
   """One CPU device (not the suite's four) and a compile cache shared by the runs."""
   env = dict(os.environ)
   env['XLA_FLAGS'] = re.sub(r'--xla_force_host_platform_device_count=\d+', '',
                             env.get('XLA_FLAGS', '')).strip()
   env.update(JAX_PLATFORMS='cpu', DHA_JAX_CACHE_DIR=str(cache))  # config.compile_cache_dir
-  env['PYTHONPATH'] = os.pathsep.join([ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
+  env['PYTHONPATH'] = os.pathsep.join([str(p) for p in (site, ROOT) if p] +
+                                      [p for p in [env.get('PYTHONPATH')] if p])
   return env
 
 
@@ -351,24 +394,42 @@ def _read(path):
 
 @pytest.fixture(scope='module')
 def compared(tmp_path_factory):
-  """Runs the comparison, then 'interrupts' fixed/seed1 after its step-3 checkpoint (the
-  last checkpoint and the result removed, as a kill after step 3 leaves it) and runs the
-  same command again."""
+  """Runs the comparison with a real SIGTERM to compare while fixed/seed1 trains (after
+  its first checkpoint, step 3 of 6), runs the same command again, and trains that run
+  uninterrupted in another workdir (the same command) for reference."""
   wd = str(tmp_path_factory.mktemp('compare'))
-  env = _env(tmp_path_factory.mktemp('jax_cache'))
-  first = _compare(wd, env)
-  assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+  cache = tmp_path_factory.mktemp('jax_cache')
+  site = tmp_path_factory.mktemp('site')
+  (site / 'sitecustomize.py').write_text(_TERM_COMPARE_AT_FIRST_SAVE)
   interrupted = os.path.join(wd, 'fixed', 'seed1')
-  uninterrupted = _read(os.path.join(interrupted, 'result.json'))
-  steps = uninterrupted['steps']
-  shutil.rmtree(os.path.join(interrupted, 'checkpoints', str(steps)))
-  shutil.rmtree(os.path.join(interrupted, 'model'))
-  os.remove(os.path.join(interrupted, 'result.json'))
+  first = _compare(wd, dict(_env(cache, site), DHA_TEST_TERM_IN=interrupted))
+  assert first.returncode == 1, first.stdout[-3000:] + first.stderr[-3000:]
   finished = {p: (os.stat(p).st_mtime_ns, open(p).read())
               for p in glob.glob(os.path.join(wd, '*', 'seed*', 'result.json'))}
-  second = _compare(wd, env)
+  second = _compare(wd, _env(cache))
+  ran = [l for l in open(os.path.join(interrupted, 'compare.log')) if l.startswith('$ ')]
+  reference = os.path.join(str(tmp_path_factory.mktemp('uninterrupted')), 'run')
+  cmd = [a if not a.startswith('--workdir=') else f'--workdir={reference}'
+         for a in shlex.split(ran[0][2:])]
+  again = subprocess.run(cmd, cwd=ROOT, env=_env(cache), capture_output=True, text=True,
+                         timeout=300, check=False)
+  assert again.returncode == 0, again.stderr[-3000:]
   return {'wd': wd, 'first': first, 'second': second, 'finished': finished,
-          'interrupted': interrupted, 'uninterrupted': uninterrupted}
+          'interrupted': interrupted, 'reference': reference}
+
+
+def test_sigterm_reaches_the_running_child_which_saves_and_no_other_run_starts(compared):
+  """compare got a real SIGTERM while fixed/seed1 trained: the child got it too (its own
+  message: it saved the next step, 4, and stopped), compare started nothing after it
+  (sequential/seed1 never began) and reported the stop."""
+  log = open(os.path.join(compared['interrupted'], 'compare.log')).read()
+  assert 'SIGTERM: saved step 4' in log, log[-2000:]
+  out = compared['first'].stdout + compared['first'].stderr
+  assert 'stopped before the end (checkpoint saved, no result.json)' in out
+  assert 'not started (compare was stopped)' in out
+  assert set(compared['finished']) == {
+      os.path.join(compared['wd'], v, 'seed0', 'result.json')
+      for v in ('fixed', 'sequential', compare.SEARCH_HALF)}
 
 
 def test_comparison_writes_the_table_with_intervals_and_the_picture(compared):
@@ -413,17 +474,31 @@ def test_every_run_has_its_seed_and_workdir(compared):
 
 
 def test_interrupted_run_resumes_and_finished_runs_are_skipped(compared):
+  """The same command again: only the stopped run and the ones never started run; the
+  stopped one resumes from its SIGTERM checkpoint and ends bit-identical to an
+  uninterrupted run of the same command (test loss and accuracy, every exported array)."""
   out = compared['second'].stdout
   assert 'comes from another command' not in compared['second'].stderr  # the same commands
   ran = [l for l in out.splitlines() if l.startswith('$ ')]
-  assert len(ran) == 1 and f'--workdir={compared["interrupted"]}' in ran[0], ran
-  steps = compared['uninterrupted']['steps']
+  wd = compared['wd']
+  assert [re.search(r'--workdir=(\S+)', l).group(1) for l in ran] == [
+      compared['interrupted'], os.path.join(wd, compare.SEARCH_HALF, 'seed1'),
+      os.path.join(wd, 'sequential', 'seed1')], ran
   log = open(os.path.join(compared['interrupted'], 'compare.log')).read()
-  assert f'resumed from {compared["interrupted"]}/checkpoints at step {steps // 2}' in log
+  assert f'resumed from {compared["interrupted"]}/checkpoints at step 4' in log
   result = _read(os.path.join(compared['interrupted'], 'result.json'))
-  assert result['steps'] == steps == 6
-  # resumed bit-identically: the same model as the uninterrupted run
-  assert result['test/accuracy'] == compared['uninterrupted']['test/accuracy']
+  reference = _read(os.path.join(compared['reference'], 'result.json'))
+  assert result['steps'] == reference['steps'] == 6
+  for k in ('test/loss', 'test/accuracy'):
+    assert result[k] == reference[k], k
+  from dha_jax import export  # pylint: disable=g-import-not-at-top
+  got = export.load_model(os.path.join(compared['interrupted'], 'model')).variables
+  want = export.load_model(os.path.join(compared['reference'], 'model')).variables
+  import jax  # pylint: disable=g-import-not-at-top
+  paths = jax.tree_util.tree_structure(got)
+  assert paths == jax.tree_util.tree_structure(want)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    assert a.dtype == b.dtype and a.shape == b.shape and (a == b).all()
   for path, (mtime, text) in compared['finished'].items():
     assert os.stat(path).st_mtime_ns == mtime and open(path).read() == text, path
 
