@@ -2,6 +2,7 @@
 the real step uses: config.lr x warm-up/cosine x the learned multiplier (#33 item 10)."""
 
 import math
+import os
 
 import jax
 import numpy as np
@@ -60,3 +61,29 @@ def test_the_real_step_uses_base_lr_times_schedule_times_the_learned_multiplier(
   for r in rows:  # row 'step' s + 1 holds the step that started at s
     want = c.lr * _factor(r['step'] - 1, 10, 20) * r['hpo/lr_multiplier']
     assert r['lr'] == pytest.approx(want, rel=1e-5, abs=1e-9), r['step']
+
+
+def test_a_resume_with_more_steps_follows_the_cosine_to_the_new_horizon(test_config,
+                                                                         tmp_path):
+  """num_steps may grow on resume (checkpoint.MAY_DIFFER). The steps already taken keep
+  the schedule they had (cosine to 6); from the resume on, the cosine is evaluated at the
+  same step on the new horizon (10): the lr jumps from factor(5, 6) to factor(6, 10), it
+  does not restart from the peak. keep_checkpoints = 2 keeps the two newest saves."""
+  c = test_config
+  c.num_steps, c.checkpoint_every_steps, c.keep_checkpoints = 6, 2, 2
+  c.log_every_steps, c.eval_every_epochs, c.recalibration_batches = 1, 0, 0
+  wd = str(tmp_path)
+  saved = lambda: sorted(int(n) for n in os.listdir(os.path.join(wd, 'checkpoints'))
+                         if n.isdigit())
+  train.train_and_evaluate(c, wd)
+  assert saved() == [4, 6]
+  c.num_steps = 10
+  train.train_and_evaluate(c, wd)
+  assert saved() == [8, 10]
+  rows = [r for r in metrics_io.read_rows(wd) if 'lr' in r]
+  assert [r['step'] for r in rows] == list(range(1, 11))  # nothing logged twice
+  for r in rows:  # row 'step' s + 1 holds the step that started at s
+    horizon = 6 if r['step'] <= 6 else 10
+    want = c.lr * _factor(r['step'] - 1, 0, horizon)
+    assert r['lr'] == pytest.approx(want, rel=1e-5, abs=1e-9), r['step']
+  assert rows[6]['lr'] > 5 * rows[5]['lr']  # the jump at the resume: 0.345 vs 0.067 x lr

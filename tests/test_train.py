@@ -158,6 +158,25 @@ def test_incompatible_checkpoint_is_refused(reference_run):
     train.train_and_evaluate(config, workdir)
 
 
+def test_a_checkpoint_of_other_shapes_is_refused_at_restore(reference_run, tmp_path):
+  """Past the config check (config.json edited to the new widths, as a hand-copied
+  workdir might be), the restore itself refuses parameters of other shapes, naming the
+  checkpoint, and writes nothing."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  config, workdir, _ = reference_run
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy)
+  config = config.copy_and_resolve_references()
+  config.model.widths = (4, 4)
+  with open(os.path.join(copy, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort())
+  before = sorted(os.listdir(os.path.join(copy, 'checkpoints')))
+  with pytest.raises(checkpoint.IncompatibleCheckpoint,
+                     match=rf"checkpoint {re.escape(copy)}/checkpoints/{STEPS} does not match"):
+    train.train_and_evaluate(config, copy)
+  assert sorted(os.listdir(os.path.join(copy, 'checkpoints'))) == before
+
+
 def test_resume_may_change_the_freeze_threshold_but_not_the_search():
   """ISTA's freeze threshold only steers decisions still to come: it may change on
   resume; the search's own settings may not."""
