@@ -96,8 +96,10 @@ def test_one_and_four_devices_agree_for_full_dha_on_ista():
   """tau, ISTA's train step and eta in one compiled step: 1 and 4 devices compute the same
   losses, eta and state (test_step.py's tolerances). ISTA's network has no per-device
   randomness while it searches (no drop-path), so it can; DSNAS samples a path per device
-  by design (test_dsnas.py checks what holds: alpha identical on every device)."""
+  by design (test_dsnas.py checks what holds: alpha identical on every device). ISTA's
+  default execution, 'traced' (the support as data), as on GPU/TPU."""
   config = ista_dha_config()
+  config.nas.execution = 'traced'
   one, four = run_steps(config, jax.devices()[:1]), run_steps(config, jax.devices())
   assert_agree(one, four, {'train/loss': {'rtol': 1e-5}, 'hpo/lr': {'rtol': 1e-5}},
                ('params', 'hparams', 'batch_stats'))

@@ -401,24 +401,27 @@ def two_ways():
   from one initialisation on the same batches: 2 steps specialised to the support
   ('static', SkipInactive), 2 traced steps through the loop's StepCache (the strategy
   counts how often its network is traced), then a support change and a third traced
-  step. Traced states are given in the supernet's layout (_unpacked). Both compiles
-  take ~1 min of the suite."""
+  step; and one step of each from the state where the search ended (stop_search: the
+  same support, frozen), where drop-path (0.3) acts. Traced states are given in the
+  supernet's layout (_unpacked). Both compiles take ~1 min of the suite."""
   from configs import test  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh(jax.devices()[:1])
   out, batches = {}, None
   for execution in ('static', 'traced'):
     config = _config(test.get_config(), auxiliary_weight=0.0, affine=False,
-                     execution=execution)
+                     execution=execution, drop_path=0.3)  # drop-path: after the search
     data, comps, init, _, _ = train.setup(config, mesh)
     init = jax.device_get(init)  # the steps donate their input state
+    ended = jax.device_get(comps.strategy.stop_search(init))  # the same support, frozen
     if batches is None:
       it = data.train_iterator('train', config.batch_size, config.seed)
       batches = [parallel.shard_batch(next(it), mesh) for _ in range(3)]
     if execution == 'static':
       out['static_strategy'] = static = _static(comps.strategy, init.nas_state)
       step, _ = steps.compile_steps(comps.with_strategy(static), mesh)
-      out['init'] = init
+      out['init'], out['ended'] = init, ended
       out['static'] = _steps(step, parallel.replicate(init, mesh), batches[:2])
+      out['static_ended'] = _steps(step, parallel.replicate(ended, mesh), batches[:1])
       continue
     traces, strategy = [], comps.strategy
     counted = copy.copy(strategy)
@@ -428,6 +431,9 @@ def two_ways():
     step, _ = cache(state)
     before, losses = _steps(step, state, batches[:2])
     out['traced'] = (_unpacked(strategy, before), losses)
+    out['traces_search'] = len(traces)
+    done, done_losses = _steps(step, parallel.replicate(ended, mesh), batches[:1])
+    out['traced_ended'] = (_unpacked(strategy, done), done_losses)
     out['traces_before'] = len(traces)
     changed = before.replace(nas_state=dict(
         before.nas_state, support=_moved_ops(before.nas_state['support'])))
@@ -466,12 +472,28 @@ def test_traced_step_equals_the_static_step(two_ways):
   1e-6; measured <= 1.1e-6 of a leaf's largest value, float32 rounding: in float64 they
   agree to 2e-14), and leave every unused op's weights, momentum and statistics
   bit-for-bit as they were. Through the 1-device mesh (no 'data' axis change)."""
-  init, (s_static, l_static), (s_traced, l_traced) = (
-      two_ways['init'], two_ways['static'], two_ways['traced'])
+  _assert_same_step(two_ways['static_strategy'], two_ways['init'], two_ways['static'],
+                    two_ways['traced'])
+
+
+def test_after_the_search_with_drop_path_the_traced_step_equals_the_static_step(two_ways):
+  """The same comparison from the state where the search ended: drop-path is on (its
+  masks are keyed by edge and op in both networks) and acts (the first step's loss
+  differs from the search's on the same batch and weights); the traced program is the
+  search's own (no new trace)."""
+  _assert_same_step(two_ways['static_strategy'], two_ways['ended'],
+                    two_ways['static_ended'], two_ways['traced_ended'])
+  assert abs(two_ways['static_ended'][1][0] - two_ways['static'][1][0]) > 1e-4
+  assert two_ways['traces_before'] == two_ways['traces_search']
+
+
+def _assert_same_step(static_strategy, init, static_run, traced_run):
+  """See test_traced_step_equals_the_static_step."""
+  (s_static, l_static), (s_traced, l_traced) = static_run, traced_run
   np.testing.assert_allclose(l_traced, l_static, rtol=1e-6)
   net = init.params['net']
   unused = _ops(sparse_update.inactive_paths(
-      net, two_ways['static_strategy'].active_net(net)))
+      net, static_strategy.active_net(net)))
   moved = 0
   for field in ('params', 'opt_state', 'batch_stats'):
     first, static, traced = (_by_path(getattr(s, field)) for s in (init, s_static, s_traced))
