@@ -170,6 +170,24 @@ def test_full_dha_on_ista_sigterm_to_one_process_and_the_resumed_run_matches_one
   assert sorted(int(f.split('.')[-1]) for f in events) == [pids[0], pids[2]]  # process 0's
 
 
+def test_full_dha_on_dsnas_on_two_processes_matches_one(tmp_path):
+  """tau + DSNAS alpha (a path sampled per device from the device's own key, the layer
+  fixed at the end of epoch 1) + eta on 2 processes x 2 devices: every logged row, the
+  exported child and result.json equal one process with the same 4 devices (RTOL), and
+  both processes took the same phase decisions at the same steps."""
+  two, logs = tmp_path / 'two', str(tmp_path / 'logs')
+  proc = _launch(two, 'dha', logs)
+  pids = _pids(proc)
+  _one_process(tmp_path / 'one', 'dha')  # while the two processes run
+  code, out = _finish(proc, pids, logs)
+  assert code == 0, out
+  _assert_same_run(str(two), str(tmp_path / 'one'))
+  each = [_lines(logs, i, 'phase:') for i in (0, 1)]
+  assert each[0] == each[1] and any('search ended' in p for p in each[0]), each
+  assert resume_check.result(str(two))['architecture']['genotype'] == resume_check.result(
+      str(tmp_path / 'one'))['architecture']['genotype']
+
+
 def test_wrong_coordinator_is_one_error_on_every_process_and_no_hang(tmp_path):
   ports = []
   for _ in range(2):
