@@ -214,12 +214,14 @@ def base_lr():
 
 def third_of_the_length():
   """Without a time budget an arm's budget is its length: each lr_grid run trains a third
-  of config.num_steps (when set) or of config.num_epochs, so that the grid costs what one
-  fixed run costs."""
+  of config.num_steps (when set) or of config.num_epochs (rounded up where the field is
+  an int), so that the grid costs what one fixed run costs."""
   steps = int(base_value('num_steps'))
   if steps > 0:
     return [f'--config.num_steps={math.ceil(steps / len(LR_GRID))}']
-  return [f'--config.num_epochs={float(base_value("num_epochs")) / len(LR_GRID)!r}']
+  epochs = base_value('num_epochs')  # an int field takes ints only: rounded up
+  third = epochs / len(LR_GRID)
+  return [f'--config.num_epochs={math.ceil(third) if isinstance(epochs, int) else third!r}']
 
 
 def final_val_accuracy(workdir):
