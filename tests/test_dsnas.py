@@ -487,3 +487,118 @@ def test_recalibrated_statistics_on_four_devices_equal_the_whole_batch_on_one():
   one_shard = whole_batch(batches[0][:4])
   assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(
       jax.tree_util.tree_leaves(one_shard), jax.tree_util.tree_leaves(per_batch[0])))
+
+
+# ---------------------------------------------------------------- warm-up, params
+
+
+def test_warm_up_freezes_alpha_and_its_optimizer_while_theta_trains():
+  """config.nas.warmup_steps = 2 through the real compiled step (test_one_compilation_...'s
+  one-layer program, so the suite compiles it once): in the first 2 steps theta moves,
+  alpha and Adam's state of alpha stay bit for bit (no gradient, frozen_while_zero); the
+  3rd step is alpha's first Adam step (count 1), a move of at most lr per entry and at
+  least half of it somewhere (|m_hat / sqrt(v_hat)| = 1 up to eps on a first step)."""
+  config = tiny_config()
+  config.nas.stage_repeats, config.nas.stage_channels = (1,), (16,)
+  config.nas.warmup_steps, config.nas.search_epochs = 2, 2
+  lr = config.nas.optimizer.lr
+  mesh = parallel.make_mesh(jax.devices()[:2])
+  ds, comps, state, _, _ = train.setup(config, mesh)
+  state = parallel.replicate(state, mesh)
+  train_step, _ = train.StepCache(comps, mesh)(state)
+  it = ds.train_iterator('train', config.batch_size, config.seed)
+  host = [jax.device_get(state)]
+  for _ in range(4):
+    state, _ = train_step(state, parallel.shard_batch(next(it), mesh))
+    host.append(jax.device_get(state))
+  alpha = [np.asarray(h.params['arch']['alpha']) for h in host]
+  adam = [jax.tree_util.tree_leaves(h.opt_state['arch']) for h in host]
+  theta = [jax.tree_util.tree_leaves(h.params['net']) for h in host]
+  assert [int(h.nas_state['step']) for h in host] == [0, 1, 2, 3, 4]
+  for t in (1, 2):  # warm-up
+    np.testing.assert_array_equal(alpha[t], alpha[0])
+    for a, b in zip(adam[t], adam[0]):
+      np.testing.assert_array_equal(a, b)
+    assert max(np.abs(a - b).max() for a, b in zip(theta[t], theta[t - 1])) > 1e-4
+  for t in (3, 4):  # alpha learns
+    assert np.abs(alpha[t] - alpha[t - 1]).max() > 1e-3
+  first = np.abs(alpha[3] - alpha[2])
+  assert first.max() <= lr * (1 + 1e-5) and first.max() >= lr / 2, (first, lr)
+  counts = [np.asarray(l) for l in adam[3] if np.ndim(l) == 0 and
+            np.issubdtype(np.asarray(l).dtype, np.integer)]
+  assert counts and all(int(c) == 1 for c in counts)  # Adam's first step, not its third
+
+
+def test_warm_up_waits_for_both_its_steps_and_its_epochs():
+  """warmup_steps = 2 and warmup_epochs = 1: alpha learns only once both have passed. The
+  strategy's guards of the update path: the gradient reaching alpha (here through the
+  resource penalty, over budget) is zero and keep_fixed returns the old alpha until then;
+  an epoch end inside the warm-up fixes no layer, however decided its alpha."""
+  config = tiny_config()
+  config.nas.warmup_steps, config.nas.warmup_epochs = 2, 1
+  config.nas.budget = 1.0  # every path is over: the penalty always has a gradient
+  s = dsnas.DSNAS(config, 10, (8, 8, 1))
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)))
+  L = s.space.num_layers
+  choice = {'choice': jnp.zeros(L, jnp.int32)}
+  moved = {'alpha': arch['alpha'] + 1.0}
+
+  def at(step, epoch):
+    return dict(ns, step=jnp.asarray(step, jnp.int32), epoch=jnp.asarray(epoch, jnp.int32))
+
+  for (step, epoch), live in {(1, 0): False, (1, 1): False, (2, 0): False, (5, 0): False,
+                              (2, 1): True, (5, 3): True}.items():
+    g = jax.grad(lambda a: s.arch_loss(a, at(step, epoch), choice))(arch)['alpha']
+    kept = s.keep_fixed(arch, moved, at(step, epoch))['alpha']
+    assert (np.abs(np.asarray(g)).max() > 1e-6) == live, (step, epoch)
+    np.testing.assert_array_equal(kept, (moved if live else arch)['alpha'],
+                                  err_msg=str((step, epoch)))
+  # an alpha decided enough to be fixed (gap 0.6 >= fix_threshold 0.3) at every layer
+  decided = np.tile(np.float32([0, 0, 2.0, 0]), (L, 1))
+  mesh = parallel.make_mesh(jax.devices()[:1])
+
+  def end_epoch(step, epoch):
+    state = parallel.replicate(train.state_lib.TrainState(
+        step=jnp.asarray(step, jnp.int32), params={'net': net, 'arch': {'alpha': decided}},
+        hparams={}, batch_stats=bs, opt_state={}, nas_state=at(step, epoch - 1),
+        rng=jax.random.PRNGKey(0), horizon=jnp.zeros((), jnp.int32)), mesh)
+    return jax.device_get(s.end_of_epoch(state, epoch).nas_state)
+
+  assert not end_epoch(1, 1)['fixed'].any()  # epoch 1 ends before step 2: still warm-up
+  got = end_epoch(2, 1)
+  assert got['fixed'].all() and list(got['choice']) == [2] * L and int(got['epoch']) == 1
+
+
+def test_resource_penalty_on_parameters():
+  """resource='params': the budget and the penalty count parameters (count_costs' table,
+  itself equal to the child network's parameter count). Budget = the smallest network's
+  parameters: its path has no penalty, while the FLOPs-cheapest path (another genotype
+  here) is over and pays weight * E_p[params] / budget, with gradient
+  weight * p (params - E params) / budget."""
+  config = tiny_config()
+  config.nas.resource, config.nas.penalty_weight = 'params', 2.5
+  s = dsnas.DSNAS(config, 10, (8, 8, 1))
+  net, bs, arch, ns = s.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)))
+  arch = {'alpha': arch['alpha'] + jax.random.normal(jax.random.PRNGKey(4), arch['alpha'].shape)}
+  ns = dict(ns, step=jnp.ones((), jnp.int32))
+  costs = choice_space.count_costs(s.space, (8, 8, 1), 10)
+  rows = np.arange(s.space.num_layers)
+  smallest, cheapest = np.argmin(costs.params, -1), np.argmin(costs.flops, -1)
+  assert list(smallest) != list(cheapest)  # the two resources rank the paths differently
+  for g in (smallest, cheapest):  # the table counts the child's parameters
+    fixed_ns = dict(ns, fixed=jnp.ones_like(ns['fixed']), choice=jnp.asarray(g, jnp.int32))
+    _, variables, _ = s.child(_state(net, bs, arch, fixed_ns))
+    assert costs.fixed_params + costs.params[rows, g].sum() == choice_space.tree_size(
+        variables['params'])
+  budget = float(costs.fixed_params + costs.params[rows, smallest].sum())
+  config.nas.budget = budget
+  s2 = dsnas.DSNAS(config, 10, (8, 8, 1))
+  under = s2.arch_loss(arch, ns, {'choice': jnp.asarray(smallest, jnp.int32)})
+  over, grad = jax.value_and_grad(lambda a: s2.arch_loss(
+      a, ns, {'choice': jnp.asarray(cheapest, jnp.int32)}))(arch)
+  assert float(under) == 0.0
+  p = np.asarray(jax.nn.softmax(arch['alpha'], -1), np.float64)
+  expected = (costs.fixed_params + (p * costs.params).sum()) / budget
+  assert float(over) == pytest.approx(2.5 * expected, rel=1e-5)
+  want = 2.5 * p * (costs.params - (p * costs.params).sum(-1, keepdims=True)) / budget
+  np.testing.assert_allclose(grad['alpha'], want, rtol=1e-4, atol=1e-9)

@@ -283,3 +283,30 @@ def test_fixed_policies_run(test_config):
     out, aux = jax.jit(lambda x, k: comps.policy.augment({}, x, k[0], k, False))(x, keys)
     chex.assert_shape(out, x.shape)
     assert aux == {} and float(jnp.abs(out - x).max()) > 0
+
+
+def test_magnitude_bound_switches_from_search_to_tune(test_config, monkeypatch):
+  """A sample's two magnitudes are m = +-U M (U ~ U[0, 1), a fair random sign) with M =
+  magnitude_search while `searching` (the strategy's traced flag) and magnitude_tune
+  after, in one compiled program. Captured where they enter apply_pair, over 4096 draws
+  each: bounded by their M and reaching within 1% of it (all below: P = 0.99^4096 ~ 1e-18),
+  |m| / M uniform (KS p > 1e-3), half of the signs positive (4 standard errors); and with
+  the same keys the tune magnitudes are the search ones times M_tune / M_search (1e-6)."""
+  test_config.policy.name = 'learned'
+  test_config.policy.update(magnitude_search=0.3, magnitude_tune=0.8)
+  policy = learned.LearnedPolicy(test_config)
+  monkeypatch.setattr(ops, 'apply_pair',
+                      lambda images, op_a, op_b, m_a, m_b: jnp.stack([m_a, m_b], -1))
+  n = 2048
+  keys = jax.random.split(jax.random.PRNGKey(0), n)
+  images = jnp.zeros((n, 1, 1, 1))
+  draw = jax.jit(lambda searching: policy.augment(
+      policy.init(None), images, jax.random.PRNGKey(1), keys, searching)[0])
+  search, tune = (np.asarray(draw(jnp.asarray(flag)), np.float64) for flag in (True, False))
+  assert draw._cache_size() == 1  # pylint: disable=protected-access
+  assert search.shape == tune.shape == (n, 2)
+  for m, bound in ((search, 0.3), (tune, 0.8)):
+    assert 0.99 * bound < np.abs(m).max() <= bound, (np.abs(m).max(), bound)
+    assert stats.kstest(np.abs(m).reshape(-1) / bound, 'uniform').pvalue > 1e-3
+    assert abs(np.mean(m > 0) - 0.5) <= 4 * np.sqrt(0.25 / m.size)
+  np.testing.assert_allclose(tune, search * (0.8 / 0.3), rtol=1e-6, atol=1e-7)
