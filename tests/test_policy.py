@@ -310,3 +310,14 @@ def test_magnitude_bound_switches_from_search_to_tune(test_config, monkeypatch):
     assert stats.kstest(np.abs(m).reshape(-1) / bound, 'uniform').pvalue > 1e-3
     assert abs(np.mean(m > 0) - 0.5) <= 4 * np.sqrt(0.25 / m.size)
   np.testing.assert_allclose(tune, search * (0.8 / 0.3), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('field, value', [('magnitude_search', 1.5), ('magnitude_tune', -0.1)])
+def test_a_magnitude_bound_outside_0_1_is_refused_naming_the_field(field, value):
+  """The ops clip m to [0, 1], so a bound above 1 would silently be 1: refused instead."""
+  from configs import test  # pylint: disable=g-import-not-at-top
+  c = test.get_config()
+  c.policy.name = 'learned'
+  c.policy[field] = value
+  with pytest.raises(ValueError, match=rf'config.policy.{field}={value!r} is outside \[0, 1\]'):
+    learned.LearnedPolicy(c)
