@@ -162,14 +162,20 @@ def test_theta_gradient_of_the_sampled_path_is_the_childs(execution):
 
   grads, choice = parallel.data_parallel(search_grad, mesh, (R,), R)(net)
   ns_fixed = dict(ns, fixed=jnp.ones_like(ns['fixed']), choice=jnp.asarray(choice))
-  module, variables, _ = s.child(_state(net, bs, arch, ns_fixed))
+  _assert_theta_grad_is_the_childs(grads, *s.child(_state(net, bs, arch, ns_fixed))[:2],
+                                   x, xent, more_than=10)
+
+
+def _assert_theta_grad_is_the_childs(grads, module, variables, x, xent, more_than):
+  """Each nonzero leaf of the supernet's theta gradient equals one leaf of the child's
+  (1e-5; matched by shape and norm), and there are as many as the child has."""
   child = jax.grad(lambda p: xent(module.apply(dict(variables, params=p), x, train=True,
                                                mutable=['batch_stats'])[0]))(
                                                    variables['params'])
   key = lambda g: (g.shape, float(jnp.linalg.norm(g)))
   got = sorted((g for g in jax.tree_util.tree_leaves(grads) if jnp.any(g != 0)), key=key)
   want = sorted(jax.tree_util.tree_leaves(child), key=key)
-  assert len(got) == len(want) > 10
+  assert len(got) == len(want) > more_than
   for a, b in zip(got, want):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -203,10 +209,7 @@ def test_switch_vjp_gradients_equal_switch_remat_and_the_childs_on_one_layer():
         lambda n, a: jax.grad(loss, (0, 1), has_aux=True)(n, a), mesh, (R, R), R)(net, arch)
     ns_fixed = dict(ns, fixed=jnp.ones_like(ns['fixed']), choice=jnp.asarray(choice))
     module, variables, _ = s.child(_state(net, bs, arch, ns_fixed))
-    child = jax.grad(lambda p: xent(module.apply(dict(variables, params=p), x, train=True,
-                                                 mutable=['batch_stats'])[0]))(
-                                                     variables['params'])
-    return g_net, g_arch, [int(c) for c in choice], child
+    return g_net, g_arch, [int(c) for c in choice], (module, variables, x, xent)
 
   vjp_net, vjp_arch, vjp_choice, child = grads('switch_vjp')
   remat_net, remat_arch, remat_choice, _ = grads('switch_remat')
@@ -215,12 +218,7 @@ def test_switch_vjp_gradients_equal_switch_remat_and_the_childs_on_one_layer():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(vjp_arch['alpha'], remat_arch['alpha'], rtol=1e-5, atol=1e-6)
   assert np.any(np.asarray(vjp_arch['alpha']) != 0)
-  key = lambda g: (g.shape, float(jnp.linalg.norm(g)))
-  got = sorted((g for g in jax.tree_util.tree_leaves(vjp_net) if jnp.any(g != 0)), key=key)
-  want = sorted(jax.tree_util.tree_leaves(child), key=key)
-  assert len(got) == len(want) > 5
-  for a, b in zip(got, want):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  _assert_theta_grad_is_the_childs(vjp_net, *child, more_than=5)
 
 
 # -------------------------------------------------------------------------- FLOPs

@@ -116,11 +116,12 @@ class LearnedPolicy(base.Policy):
       raise ValueError(f'config.policy.objective={objective!r} is unknown; choose one of '
                        f'{OBJECTIVES}')
     self.objective = 'val' if objective == 'val' else None  # the batch the loop feeds
-    for field in ('magnitude_search', 'magnitude_tune'):
-      if not 0.0 <= float(self.cfg[field]) <= 1.0:  # the ops clip m to [0, 1] silently
-        raise ValueError(f'config.policy.{field}={self.cfg[field]!r} is outside [0, 1]: it '
-                         "is the largest magnitude as a fraction of each op's full range "
-                         '(1 = the range the papers give)')
+    for field in ('magnitude_search', 'magnitude_tune'):  # the ops clip m to [0, 1]
+      m = self.cfg.get(field)
+      if m is not None and not 0.0 <= float(m) <= 1.0:
+        raise ValueError(f'config.policy.{field}={m!r} is outside [0, 1]: it is the '
+                         "largest magnitude as a fraction of each op's full range (1 = the "
+                         'range the papers give)')
     self.op_names = op_subset.names(config)  # tau's axes, in this order
     self.op_ids = op_subset.indices(self.op_names)
 
