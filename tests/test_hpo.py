@@ -439,3 +439,108 @@ def test_multiplier_lagged_keeps_one_tangent_and_bounds_are_checked(test_config)
                                          lr_multiplier_bounds=(2.0, 4.0)))
   with pytest.raises(ValueError, match="lr_mode='times'"):
     hypergrad.LearnedHparams(_hpo_config(test_config, lr_mode='times'))
+
+
+# ---- the space, the start, the flags: edges the exactness tests do not reach -------------
+# (tools/mutation.py, #33 item 13: each of these kills mutants of hpo/hypergrad.py that
+# every test above let through)
+def test_defaults_are_the_reference_settings(test_config):
+  """default_config() (configs/default.py's config.hpo) holds the reference settings of
+  docs/method.md section 4: eta off unless asked, lr in [1e-3, 0.05] and wd in [1e-4, 5e-4]
+  learned from the midpoint of log space, eta's optimizer Adam at lr 1e-3 (its usual
+  betas); the multiplier mode's [1/4, 4] x the schedule; the horizon fields at the values
+  that mean the behaviour from before they existed (checkpoint.ADDED_FIELDS)."""
+  from dha_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  d = hypergrad.default_config()
+  assert not d.enabled and d.objective == 'train' and d.space == 'log'
+  assert tuple(d.lr_bounds) == (1e-3, 0.05) and tuple(d.wd_bounds) == (1e-4, 5e-4)
+  assert d.lr_init is None and d.wd_init is None
+  assert not d.per_group and not d.use_schedule and d.learn_wd and d.lr_mode == 'absolute'
+  assert tuple(d.lr_multiplier_bounds) == (0.25, 4.0)
+  assert d.optimizer.to_dict() == {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999}
+  for field in ('tangent_decay', 'every_steps', 'reset_tangent'):
+    assert d[field] == checkpoint.ADDED_FIELDS[f'hpo.{field}'], field
+  h = hypergrad.LearnedHparams(_hpo_config(test_config))
+  eta = h.values(h.init())
+  assert float(eta['learning_rate']) == pytest.approx(math.sqrt(1e-3 * 0.05), rel=1e-6)
+  assert float(eta['weight_decay']) == pytest.approx(math.sqrt(1e-4 * 5e-4), rel=1e-6)
+
+
+@pytest.mark.parametrize('space,bounds', [('log', (1e-3, 0.5)), ('linear', (0.1, 0.5))])
+def test_hpo_space_round_trip_and_derivative_match_closed_forms(test_config, space, bounds):
+  """value(u) = low (high / low)^u ('log') or low + u (high - low) ('linear'); to_unit is
+  its inverse (1e-12) and dvalue/du its derivative (central differences, 1e-7 relative).
+  A parameter's group is its rank: >= 3-D conv, 2-D dense, else norm/bias."""
+  with jax.enable_x64(True):
+    h = hypergrad.LearnedHparams(_hpo_config(test_config, space=space, lr_bounds=bounds,
+                                             wd_bounds=(0.0, 1e-3) if space == 'linear'
+                                             else (1e-4, 1e-1)))
+    lo, hi = bounds
+    value = lambda u: float(h._value('lr', jnp.float64(u)))  # pylint: disable=protected-access
+    slope = lambda u: float(h._dvalue_du('lr', jnp.float64(u)))  # pylint: disable=protected-access
+    for u in (0.0, 0.3, 0.75, 1.0):
+      want = lo * (hi / lo) ** u if space == 'log' else lo + u * (hi - lo)
+      assert value(u) == pytest.approx(want, rel=1e-12)
+      assert h.to_unit('lr', want) == pytest.approx(u, rel=1e-12, abs=1e-12)
+      d = 1e-6
+      assert slope(u) == pytest.approx((value(u + d) - value(u - d)) / (2 * d), rel=1e-7)
+  assert [hypergrad.group_index(jnp.zeros((1,) * n)) for n in (5, 4, 3, 2, 1, 0)] == [
+      0, 0, 0, 1, 2, 2]
+
+
+def test_start_values_and_bound_errors_at_their_edges(test_config):
+  """lr_init on a bound (or within 1e-6 of it, inclusive) starts exactly there (u 0 or
+  1); past that tolerance it is refused. Bounds need low < high (0 < low in log space);
+  the multiplier bounds may end at 1."""
+  lo, hi = 1e-3, 0.5
+
+  def start(**hpo):
+    return hypergrad.LearnedHparams(_hpo_config(test_config, lr_bounds=(lo, hi), **hpo)).start
+
+  assert start(lr_init=lo)['lr'] == 0.0 and start(lr_init=hi)['lr'] == 1.0
+  for within in (8e-7, 1e-6):
+    assert start(lr_init=lo * (1 - within))['lr'] == 0.0
+    assert start(lr_init=hi * (1 + within))['lr'] == 1.0
+    assert start(lr_init=hi * (1 + within), space='linear')['lr'] == 1.0
+  for bad in (lo * (1 - 2e-6), lo / 2, hi * (1 + 2e-6)):
+    with pytest.raises(ValueError, match='lr_init=.* lies outside'):
+      start(lr_init=bad)
+  with pytest.raises(ValueError, match='wd_init=.* lies outside'):
+    start(wd_init=1.0)
+  for bounds in ((0.1, 0.1), (0.2, 0.1), (-1e-3, 0.1)):
+    with pytest.raises(ValueError, match='lr_bounds'):
+      hypergrad.LearnedHparams(_hpo_config(test_config, space='linear', lr_bounds=bounds))
+  assert start(space='linear', wd_bounds=(0.0, 1e-3))['weight_decay'] == 0.5
+  for bounds in ((1.0, 4.0), (0.25, 1.0)):
+    h = hypergrad.LearnedHparams(_hpo_config(test_config, lr_mode='multiplier',
+                                             lr_multiplier_bounds=bounds))
+    assert h.values(h.init())['learning_rate'] == pytest.approx(test_config.lr, rel=1e-6)
+
+
+def test_at_bound_flags_and_per_group_metrics(test_config):
+  """Per group, eta frozen (its optimizer's lr 0) at u = (0, 0.5, 1): the at-bound flags
+  are (1, 0, 1); the metrics are exactly the documented scalars, the console's 'lr' /
+  'weight_decay' the conv group's, and no multiplier outside the multiplier mode. Then
+  eta's optimizer pushed hard either way stops on the bounds, flagged."""
+  handler, tx, params, opt_state, grads, hpo_loss = _setup(test_config, 'sgd',
+                                                           per_group=True)
+  handler.tx = optax.sgd(0.0)
+  u = {'lr': jnp.asarray([0.0, 0.5, 1.0]), 'weight_decay': jnp.asarray([1.0, 0.25, 0.0])}
+  (_, _, new_u, _, m), _ = _apply(handler, tx, params, opt_state, grads, hpo_loss, u)
+  chex.assert_trees_all_close(new_u, u)
+  assert [float(m[f'hpo/at_bound_lr/{g}']) for g in hypergrad.GROUPS] == [1.0, 0.0, 1.0]
+  assert [float(m[f'hpo/at_bound_weight_decay/{g}']) for g in hypergrad.GROUPS] == [
+      1.0, 0.0, 1.0]
+  names = {f'{s}/{g}' for s in ('lr', 'weight_decay', 'hpo/lr', 'hpo/weight_decay',
+                                 'hpo/grad_lr', 'hpo/grad_weight_decay', 'hpo/at_bound_lr',
+                                 'hpo/at_bound_weight_decay') for g in hypergrad.GROUPS}
+  assert set(m) == names | {'lr', 'weight_decay', 'hpo/loss'}
+  assert float(m['lr']) == float(m['lr/conv']) != float(m['lr/dense'])
+  assert float(m['weight_decay']) == float(m['weight_decay/conv'])
+  for step in (10.0, -10.0):   # adam's first step is lr x sign(g): past both bounds
+    handler.tx = optax.adam(step)
+    (_, _, new_u, _, m), _ = _apply(handler, tx, params, opt_state, grads, hpo_loss, u)
+    for k in hypergrad.KINDS:
+      got = np.asarray(new_u[k])
+      assert np.all((got == 0.0) | (got == 1.0)), (step, k, got)
+      assert all(float(m[f'hpo/at_bound_{k}/{g}']) == 1.0 for g in hypergrad.GROUPS)

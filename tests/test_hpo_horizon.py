@@ -162,3 +162,37 @@ def test_a_run_with_both_held_out_objectives_resumes_exactly(test_config, tmp_pa
   got = str(tmp_path / 'resumed')
   resume_check.run_interrupted(c, got, monkeypatch, 10)
   resume_check.assert_same_run(got, ref, result['steps'])
+
+
+def test_lagged_decay_carries_the_tangent_and_moves_eta_one_step_late(test_config):
+  """'lagged' with mu = 0.5 and eta's optimizer Adam (lr 0.01 in u) on the quadratic.
+  Step 0 has no tangent: eta and its optimizer's state stay exactly as they start (no
+  zero-gradient Adam step). Step 1: the logged dL/dlr is <g_1, -g_0> (closed form, 1e-5),
+  and eta moves first by Adam's first step, -0.01 sign(dL/du) (1e-5). After step 1 the
+  tangent is Z_2 = mu Z_1 - g_1 dlr/du(u_1), Z_1 = -g_0 dlr/du(u_0). The step count
+  saturates at the int32 maximum, and eta still moves there."""
+  _, tx = _handler(test_config, 0.01)
+  test_config.hpo.objective, test_config.hpo.tangent_decay = 'lagged', 0.5
+  test_config.hpo.optimizer = {'name': 'adam', 'lr': 0.01, 'b1': 0.9, 'b2': 0.999}
+  handler = hypergrad.LearnedHparams(test_config)
+  step = _stepper(handler, tx)
+  theta0 = jnp.asarray([1.0, 2.0, -1.0])
+  u0 = handler.init()
+  hp0 = handler.init_opt_state(u0, theta0)
+  out0 = step(tx.init(theta0), theta0, u0, hp0)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, (out0.hparams, out0.hp_opt_state['opt']),
+                         (u0, hp0['opt']))
+  assert float(out0.metrics['hpo/grad_lr']) == 0.0
+  theta1 = out0.params
+  out1 = step(out0.opt_state, theta1, out0.hparams, out0.hp_opt_state)
+  g0, g1 = np.asarray(_train_grad(theta0)), np.asarray(_train_grad(theta1))
+  assert float(out1.metrics['hpo/grad_lr']) == pytest.approx(float(np.dot(g1, -g0)), rel=1e-5)
+  assert float(out1.hparams['lr']) == pytest.approx(float(u0['lr']) + 0.01, rel=1e-5)  # dL/du < 0
+  dlr_du = lambda u: float(handler.values({'lr': u})['learning_rate']) * np.log(1e3)
+  z2 = 0.5 * -g0 * dlr_du(u0['lr']) - g1 * dlr_du(out1.hparams['lr'])
+  np.testing.assert_allclose(out1.hp_opt_state['tangent']['lr'], z2, rtol=1e-5)
+  top = np.iinfo(np.int32).max
+  late = dict(out1.hp_opt_state, ready=jnp.asarray(top, jnp.int32))
+  out2 = step(out1.opt_state, out1.params, out1.hparams, late)
+  assert int(out2.hp_opt_state['ready']) == top
+  assert float(out2.hparams['lr']) != float(out1.hparams['lr'])

@@ -571,3 +571,70 @@ def test_search_freezes_and_the_same_network_trains_on(test_config, tmp_path):
   for name in ('freezing.png', 'genotype.png'):
     assert os.path.getsize(os.path.join(tmp_path, name)) > 1000, name
   exported.assert_reproduces_the_run(config, str(tmp_path), result)
+
+
+def test_duality_gap_and_the_homotopy_path_match_closed_forms():
+  """The certificate and the exact path on their own (lasso's FISTA fallback would
+  otherwise hide a broken path, as tests/test_sparse_recovery.py shows it does):
+  duality_gap at x = 0 is its closed form (theta = b min(1, lam / ||A^T b||_inf)), 0 once
+  lam >= ||A^T b||_inf; on the path's first segment (one active column j, the largest
+  |a_j^T b|) x_j = (a_j^T b - lam sign) / ||a_j||^2; and on random problems of every shape
+  _homotopy alone reports success with a certified relative gap below 1e-11 (measured
+  <= 2e-13 at these lam) and sklearn's objective."""
+  rng = np.random.default_rng(11)
+  A, b = rng.standard_normal((7, 21)) / np.sqrt(7), rng.standard_normal(7)
+  corr = A.T @ b
+  top = np.max(np.abs(corr))
+  for lam in (1e-2, 0.5 * top):
+    theta = b * min(1.0, lam / top)
+    gap, primal = sparse_recovery.duality_gap(A, b, np.zeros(21), lam)
+    assert primal == pytest.approx(0.5 * b @ b, rel=1e-14)
+    assert gap == pytest.approx(0.5 * b @ b - (theta @ b - 0.5 * theta @ theta), rel=1e-12)
+  assert sparse_recovery.duality_gap(A, b, np.zeros(21), 1.5 * top)[0] == 0.0
+  x, ok = sparse_recovery._homotopy(A, b, 1.5 * top, 50 * 21)  # pylint: disable=protected-access
+  assert ok and not np.any(x)
+  j = int(np.argmax(np.abs(corr)))
+  second = np.sort(np.abs(corr))[-2]
+  lam = top - 1e-3 * (top - second)   # just below lam_max: only column j is active
+  x, ok = sparse_recovery._homotopy(A, b, lam, 50 * 21)  # pylint: disable=protected-access
+  want = np.zeros(21)
+  want[j] = (corr[j] - lam * np.sign(corr[j])) / (A[:, j] @ A[:, j])
+  assert ok
+  np.testing.assert_allclose(x, want, rtol=1e-10, atol=1e-15)
+  for lam in (1e-1, 1e-2):
+    for m, n in ((7, 14), (7, 35), (20, 8), (12, 12)):
+      for _ in range(3):
+        A, b = rng.standard_normal((m, n)) / np.sqrt(m), rng.standard_normal(m)
+        x, ok = sparse_recovery._homotopy(A, b, lam, 50 * n)  # pylint: disable=protected-access
+        gap, primal = sparse_recovery.duality_gap(A, b, x, lam)
+        assert ok and gap <= 1e-11 * primal, (lam, m, n, ok, gap, primal)
+        f_ref = _objective(A, b, _reference_lasso(A, b, lam), lam)
+        assert _objective(A, b, x, lam) <= f_ref * (1 + 1e-9), (lam, m, n)
+
+
+def test_lasso_skips_only_zero_columns_and_warns_only_when_unsolved(monkeypatch):
+  """lasso solves without the all-zero columns (left at 0) but with every other one, an
+  all-ones column included (it is the active one here, as in the reference, 1e-8). When
+  FISTA has to finish the problem (the path forced to fail), a problem it solves is
+  silent at any scale of the objective (b x 1e3: primal ~4e4, its final gap above
+  1e-6 / primal), and one it cannot solve within num_iters (1 iteration) is a
+  RuntimeWarning naming it."""
+  rng = np.random.default_rng(5)
+  A = rng.standard_normal((7, 6)) / np.sqrt(7)
+  A[:, 1], A[:, 4] = 1.0, 0.0
+  b = 2.0 * A[:, 1] + 0.1 * rng.standard_normal(7)
+  x = sparse_recovery.lasso(A, b, 1e-2)
+  keep = [0, 1, 2, 3, 5]
+  ref = _reference_lasso(A[:, keep], b, 1e-2)
+  assert x[4] == 0.0 and abs(x[1]) > 1.0
+  np.testing.assert_allclose(x[keep], ref, atol=1e-8)
+  monkeypatch.setattr(sparse_recovery, '_homotopy', lambda A, b, lam, max_steps: (
+      np.zeros(A.shape[1]), False))
+  big = 1e3 * b
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    x = sparse_recovery.lasso(A, big, 10.0)
+  gap, primal = sparse_recovery.duality_gap(A, big, x, 10.0)
+  assert primal > 1e4 and 1e-6 / primal < gap <= 1e-10 * primal, (gap, primal)
+  with pytest.warns(RuntimeWarning, match=r'LASSO: 1 of 1 problems .* after 1 FISTA'):
+    sparse_recovery.lasso(A, big, 10.0, num_iters=1)
