@@ -19,7 +19,7 @@ learn tau (magnitudes 0.3) and eta (the 'lagged' objective: ~1.0x the plain step
 'train' is ~1.8x, which matters at a fixed wall-clock budget; lr in [1e-3, 0.2], wd in
 [1e-5, 1e-3]). dha on 2 CPU cores: 87.0% test accuracy with 60 CPU-minutes
 (--config.time_budget_s=3600 --config.time_budget_clock=process), 84.4% with 15; the
-README's Fashion-MNIST section has the whole comparison and what limits DHA here.
+docs/results.md's Fashion-MNIST section has the whole comparison and what limits DHA here.
 """
 
 from configs import default

@@ -8,7 +8,7 @@ code moves less than freeze_threshold in an epoch (from epoch 2); then the deriv
 trains on. Measured (2026-11-26, 2 CPU cores, one uninterrupted run): 7 of 8 nodes froze
 at epoch 2, the last at epoch 3 (step 1287), then 90.90% test accuracy after 12 epochs,
 42,002 parameters, 59.5 min. With 2e-2 three nodes kept moving 0.05-0.09 an epoch through
-epoch 9 and the search did not end in 15 epochs (README, "ISTA search on the real
+epoch 9 and the search did not end in 15 epochs (docs/results.md, "ISTA search on the real
 Fashion-MNIST"; <workdir>/freezing.png draws the movements against the threshold).
 """
 

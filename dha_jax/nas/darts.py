@@ -265,7 +265,7 @@ def fixed_config():
   #                              2026-12-07 (Fashion-MNIST, 5 cells, C=8, 2 CPU cores):
   #                              static 28 s cold compile, 642 ms a step; traced 86 s once
   #                              for all genotypes, then ~9 s to load, 717 ms a step: it
-  #                              pays from ~4 genotypes on (README, "Compile once")
+  #                              pays from ~4 genotypes on (docs/results.md, "Compile once")
   return n
 
 
