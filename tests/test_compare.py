@@ -339,8 +339,8 @@ def test_flag_errors(tmp_path, monkeypatch):
 
 # Put on PYTHONPATH, this sitecustomize.py makes the one training process whose workdir is
 # $DHA_TEST_TERM_IN send SIGTERM to its parent (compare) right after its first checkpoint,
-# and wait (signals blocked, no polling) until compare forwards one back; that signal is
-# then delivered to the run's own handler. So a real signal reaches a real child at a
+# and wait (SIGTERM blocked in every thread, no polling) until compare forwards one back;
+# that signal is then delivered to the run's own handler in the main thread. So a real signal reaches a real child at a
 # known step, whatever the machine's speed.
 _TERM_COMPARE_AT_FIRST_SAVE = """
 import importlib.abc, importlib.util, os, signal, sys
@@ -352,11 +352,10 @@ def _patch(checkpoint):
     save(self, state, step, **kwargs)
     if not done:
       done.append(step)
-      signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
       os.kill(os.getppid(), signal.SIGTERM)
       if signal.sigtimedwait({signal.SIGTERM}, 120) is None:
         raise RuntimeError('compare did not pass SIGTERM on within 120 s')
-      signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+      signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # this thread only
       os.kill(os.getpid(), signal.SIGTERM)  # to the run's handler: save next step, stop
   checkpoint.Checkpointer.save = save_then_term_compare
 
@@ -374,6 +373,9 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
     return spec
 
 if TARGET and f'--workdir={TARGET}' in sys.orig_argv:
+  # Blocked before any thread exists, so every thread inherits it: compare's SIGTERM stays
+  # pending for sigtimedwait instead of going to some XLA thread's handler call.
+  signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
   sys.meta_path.insert(0, _PatchOnImport())
 """
 
