@@ -156,21 +156,21 @@ class _Sites(ast.NodeVisitor):
   def visit_JoinedStr(self, node):  # f-strings: messages, not behaviour
     del node
 
-  def visit_BinOp(self, node):
+  def _swap_op(self, node, family, suffix):
+    """x <op> y (or x <op>= y) with the arithmetic operator swapped."""
     swap = BINOP_SWAP.get(type(node.op))
     if swap:
       new = copy.deepcopy(node)
       new.op = swap()
-      self._add(node, 'binop', f'{SYMBOL[type(node.op)]} -> {SYMBOL[swap]}', new)
+      self._add(node, family, f'{SYMBOL[type(node.op)]}{suffix} -> {SYMBOL[swap]}{suffix}',
+                new)
     self.generic_visit(node)
 
+  def visit_BinOp(self, node):
+    self._swap_op(node, 'binop', '')
+
   def visit_AugAssign(self, node):
-    swap = BINOP_SWAP.get(type(node.op))
-    if swap:
-      new = copy.deepcopy(node)
-      new.op = swap()
-      self._add(node, 'augassign', f'{SYMBOL[type(node.op)]}= -> {SYMBOL[swap]}=', new)
-    self.generic_visit(node)
+    self._swap_op(node, 'augassign', '=')
 
   def visit_Compare(self, node):
     for i, op in enumerate(node.ops):
