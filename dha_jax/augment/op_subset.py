@@ -1,4 +1,5 @@
-"""Which ops a policy draws from: config.policy.ops, a subset of ops.OP_NAMES by name.
+"""Which ops a policy draws from: config.policy.ops, registered ops by name (the
+default: the papers' 14, ops.OP_NAMES).
 
 DiffAutoML's Table 3 compares the 14 ops with the 4 geometric ones; the learned tau, and
 RandAugment and TrivialAugment, then draw only from the subset (tau sized to it). The
@@ -24,12 +25,12 @@ def names(config) -> tuple:
   if isinstance(given, str):
     given = (given,)
   out = tuple(n.strip() for item in given for n in str(item).split(',') if n.strip())
-  valid = ', '.join(ops.OP_NAMES)
+  valid = ', '.join(ops.registered())
   if not out:
     raise ValueError(f'{FIELD} is empty; name at least one of: {valid}')
   for n in out:
-    if n not in ops.OP_NAMES:
-      near = config_util.nearest(n, ops.OP_NAMES)
+    if n not in ops.registered():
+      near = config_util.nearest(n, ops.registered())
       hint = f" (did you mean {', '.join(near)}?)" if near else ''
       raise ValueError(f'{FIELD}: {n!r} is not an op{hint}; the valid names are: {valid}')
   repeated = sorted({n for n in out if out.count(n) > 1}, key=out.index)
@@ -40,5 +41,5 @@ def names(config) -> tuple:
 
 
 def indices(op_names) -> np.ndarray:
-  """int32 indices into ops.OP_NAMES (what ops.apply takes) of `op_names`, in order."""
-  return np.asarray([ops.OP_NAMES.index(n) for n in op_names], np.int32)
+  """int32 indices (what ops.apply takes) of `op_names`, in order."""
+  return np.asarray([ops.index(n) for n in op_names], np.int32)

@@ -17,12 +17,17 @@ the other groups' images untouched:
 * table: one 256-entry lookup per image and channel (AutoContrast,
   Equalize, Posterize, Solarize).
 
-Running the three kernels in turn applies every image's op. The enhance
+Running the three kernels in turn applies every image's op. An op
+registers itself in its group (``register``: a Rotate is its matrix, a
+Posterize its table), so a new op is one function and one decorator. The
+enhance
 and table ops work on 8-bit levels round(255 x) and reproduce PIL's uint8
 results exactly, returned as level * (1/255) (XLA's form of level / 255,
 within one float32 ulp of it); the warp differs from PIL only in keeping
 its float result rather than truncating to 8 bits.
 """
+
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -30,14 +35,70 @@ import numpy as np
 
 from dha_jax.augment import geometry
 
+# The papers' 14 ops, in the order of tau's axes and of every checkpoint's policy.ops:
+# config.policy.ops's default, written out so that registering another op changes no
+# existing run. They register below in this order, so their indices stay 0-13.
 OP_NAMES = (
     'AutoContrast', 'Equalize', 'Rotate', 'Posterize', 'Solarize', 'Color',
     'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateX',
     'TranslateY', 'Identity',
 )
-_ID = {name: i for i, name in enumerate(OP_NAMES)}
-_ENHANCE_OPS = ('Color', 'Contrast', 'Brightness', 'Sharpness')
-_TABLE_OPS = ('AutoContrast', 'Equalize', 'Posterize', 'Solarize')
+KINDS = ('geometric', 'enhance', 'table', 'identity')
+
+
+class Op(NamedTuple):
+  """A registered op: its kernel group and what that kernel needs from it.
+  geometric: fn(m, height, width) -> [N, 2, 3] PIL affine matrices;
+  enhance: fn(q, gray) -> the image ImageEnhance blends towards (None: black);
+  table: fn(m, hist, lo, hi) -> [N, C or 1, 256] new level of each level;
+  identity: fn is None."""
+  name: str
+  kind: str
+  fn: Optional[Callable]
+  index: int
+
+
+_REGISTRY = {}  # name -> Op, in registration order (an op's index is its position)
+
+
+def register(name, kind, fn=None):
+  """Registers op `name` of kernel group `kind` (KINDS): a new op is one function and
+  this decorator, `@register('Invert', 'table')`; ops.apply's index of it is
+  `index(name)`. Usable as a decorator or a call (identity ops have no function)."""
+  if kind not in KINDS:
+    raise ValueError(f'op {name!r}: kind {kind!r} is not one of {", ".join(KINDS)}')
+  if (fn is None) != (kind == 'identity'):
+    if fn is None:
+      return lambda f: register(name, kind, f)
+    raise ValueError(f'op {name!r}: an identity op takes no function')
+  if name in _REGISTRY:
+    raise ValueError(f'op {name!r} is already registered; pick another name')
+  _REGISTRY[name] = Op(name, kind, fn, len(_REGISTRY))
+  return fn
+
+
+def unregister(name):
+  """Removes a registered op that is not one of the papers' 14 (tests' toy ops): the
+  later ops keep no gap, so only the last registered may go."""
+  if name in OP_NAMES or name not in _REGISTRY or list(_REGISTRY)[-1] != name:
+    raise ValueError(f'op {name!r}: only the last registered op outside OP_NAMES can be '
+                     'unregistered')
+  del _REGISTRY[name]
+
+
+def registered() -> tuple:
+  """Every registered op's name, in index order (OP_NAMES first)."""
+  return tuple(_REGISTRY)
+
+
+def index(name) -> int:
+  """The int ops.apply takes for op `name`."""
+  return _REGISTRY[name].index
+
+
+def _of_kind(kind):
+  return [op for op in _REGISTRY.values() if op.kind == kind]
+
 
 POSTERIZE_BITS = 4  # Bits dropped at |m| = 1 (8 - 4 = 4 kept).
 # ImageEnhance factor is 1 + 0.9 m. 0.9 is split into two float32 parts so
@@ -46,9 +107,9 @@ _ENHANCE_HI = np.float32(0.9)
 _ENHANCE_LO = np.float32(0.9 - float(_ENHANCE_HI))
 
 
-def _op_is(ops, names):
-  """Per-image [N] mask: the image's op is one of ``names``."""
-  return jnp.any(ops[:, None] == jnp.array([_ID[n] for n in names]), axis=1)
+def _op_is(ops, kind):
+  """Per-image [N] mask: the image's op is of kernel group ``kind``."""
+  return jnp.any(ops[:, None] == jnp.array([op.index for op in _of_kind(kind)]), axis=1)
 
 
 def _per_image(values, ndim):
@@ -89,16 +150,10 @@ def _pil_blend(base, other, weight):
 
 def _geometry_matrices(ops, m, height, width):
   """[N, 2, 3] PIL affine matrix of each image (identity if not geometric)."""
-  candidates = {
-      'Rotate': geometry.rotate(m, height, width),
-      'ShearX': geometry.shear_x(m),
-      'ShearY': geometry.shear_y(m),
-      'TranslateX': geometry.translate_x(m, width),
-      'TranslateY': geometry.translate_y(m, height),
-  }
+  candidates = [(op.index, op.fn(m, height, width)) for op in _of_kind('geometric')]
   matrices = geometry.identity(m)
-  for name, matrix in candidates.items():
-    matrices = jnp.where(_per_image(ops == _ID[name], 3), matrix, matrices)
+  for k, matrix in candidates:
+    matrices = jnp.where(_per_image(ops == k, 3), matrix, matrices)
   return matrices
 
 
@@ -144,19 +199,14 @@ def _smooth(q):
 
 
 def _degenerate(q, ops):
-  """The image ImageEnhance blends towards, chosen per image.
-  Color: the L-converted image; Contrast: the L image's rounded mean;
-  Brightness: black; Sharpness: the SMOOTH-filtered image.
-  """
+  """The image ImageEnhance blends towards, chosen per image (each enhance op's
+  function; None is black)."""
   gray = _luminance(q)
-  choices = {
-      'Color': gray,
-      'Contrast': _mean_level(gray),
-      'Sharpness': _smooth(q),
-  }
-  degenerate = jnp.zeros_like(q)  # Brightness, and unused for other ops.
-  for name, value in choices.items():
-    degenerate = jnp.where(_per_image(ops == _ID[name], 4), value, degenerate)
+  choices = [(op.index, op.fn(q, gray)) for op in _of_kind('enhance')]
+  degenerate = jnp.zeros_like(q)  # black, and unused for other ops.
+  for k, value in choices:
+    if value is not None:
+      degenerate = jnp.where(_per_image(ops == k, 4), value, degenerate)
   return degenerate
 
 
@@ -269,16 +319,13 @@ def _table(q, ops, m):
   present = hist > 0
   lo = jnp.argmax(present, axis=2)[..., None]
   hi = 255 - jnp.argmax(present[..., ::-1], axis=2)[..., None]
-  candidates = jnp.stack([
-      jnp.broadcast_to(_LEVELS, shape),  # every non-table op
-      _autocontrast_table(lo, hi),  # magnitude-free: full strength
-      _equalize_table(hist, hi),
-      jnp.broadcast_to(_posterize_table(m), shape),
-      jnp.broadcast_to(_solarize_table(m), shape),
-  ], axis=1).astype(jnp.float32)
+  table_ops = _of_kind('table')
+  candidates = jnp.stack([jnp.broadcast_to(_LEVELS, shape)] +  # every non-table op
+                         [jnp.broadcast_to(op.fn(m, hist, lo, hi), shape) for op in table_ops],
+                         axis=1).astype(jnp.float32)
   kind = jnp.zeros_like(ops)
-  for k, name in enumerate(_TABLE_OPS, start=1):
-    kind = jnp.where(ops == _ID[name], k, kind)
+  for k, op in enumerate(table_ops, start=1):
+    kind = jnp.where(ops == op.index, k, kind)
   choice = jax.nn.one_hot(kind, candidates.shape[1], dtype=jnp.float32)
   return jnp.einsum('nk,nkcl->ncl', choice, candidates)
 
@@ -288,6 +335,91 @@ def _look_up(q, table):
   n, _, _, c = q.shape
   rows = jnp.arange(n * c).reshape(n, 1, 1, c)
   return table.reshape(-1)[rows * 256 + q.astype(jnp.int32)]
+
+
+# ----------------------------------------------- the papers' 14, in OP_NAMES order
+# Magnitude-free (docs/method.md section 2): AutoContrast, Equalize and Identity.
+
+
+@register('AutoContrast', 'table')
+def _autocontrast(m, hist, lo, hi):
+  del m, hist
+  return _autocontrast_table(lo, hi)
+
+
+@register('Equalize', 'table')
+def _equalize(m, hist, lo, hi):
+  del m, lo
+  return _equalize_table(hist, hi)
+
+
+@register('Rotate', 'geometric')
+def _rotate(m, height, width):
+  return geometry.rotate(m, height, width)
+
+
+@register('Posterize', 'table')
+def _posterize(m, hist, lo, hi):
+  del hist, lo, hi
+  return _posterize_table(m)
+
+
+@register('Solarize', 'table')
+def _solarize(m, hist, lo, hi):
+  del hist, lo, hi
+  return _solarize_table(m)
+
+
+@register('Color', 'enhance')
+def _color(q, gray):  # towards the L-converted image
+  del q
+  return gray
+
+
+@register('Contrast', 'enhance')
+def _contrast(q, gray):  # towards the L image's rounded mean
+  del q
+  return _mean_level(gray)
+
+
+@register('Brightness', 'enhance')
+def _brightness(q, gray):  # towards black
+  del q, gray
+  return None
+
+
+@register('Sharpness', 'enhance')
+def _sharpness(q, gray):  # towards the SMOOTH-filtered image
+  del gray
+  return _smooth(q)
+
+
+@register('ShearX', 'geometric')
+def _shear_x(m, height, width):
+  del height, width
+  return geometry.shear_x(m)
+
+
+@register('ShearY', 'geometric')
+def _shear_y(m, height, width):
+  del height, width
+  return geometry.shear_y(m)
+
+
+@register('TranslateX', 'geometric')
+def _translate_x(m, height, width):
+  del height
+  return geometry.translate_x(m, width)
+
+
+@register('TranslateY', 'geometric')
+def _translate_y(m, height, width):
+  del width
+  return geometry.translate_y(m, height)
+
+
+register('Identity', 'identity')
+assert registered() == OP_NAMES, 'the 14 must register in OP_NAMES order (their indices)'
 
 
 # ------------------------------------------------------------------ kernels
@@ -310,12 +442,12 @@ def _geometric_kernel(images, levels, ops, m):
 
 def _enhance_kernel(images, levels, ops, m):
   enhanced = _enhance(levels, ops, m) / 255.0
-  return jnp.where(_per_image(_op_is(ops, _ENHANCE_OPS), 4), enhanced, images)
+  return jnp.where(_per_image(_op_is(ops, 'enhance'), 4), enhanced, images)
 
 
 def _table_kernel(images, levels, ops, m):
   looked_up = _look_up(levels, _table(levels, ops, m)) / 255.0
-  return jnp.where(_per_image(_op_is(ops, _TABLE_OPS), 4), looked_up, images)
+  return jnp.where(_per_image(_op_is(ops, 'table'), 4), looked_up, images)
 
 
 _KERNELS = (_geometric_kernel, _enhance_kernel, _table_kernel)
@@ -354,7 +486,7 @@ def _as_stages(*columns, dtype):
 def apply(images, ops, magnitudes):
   """Applies op ``ops[k]`` with magnitude ``magnitudes[k]`` to image k.
   images: float32 [N, H, W, C] in [0, 1], C in {1, 3}; ops: int [N]
-  indices into OP_NAMES (others act as Identity); magnitudes: float [N],
+  ops' indices (index(name); others act as Identity); magnitudes: float [N],
   clipped to [-1, 1] (AutoContrast, Equalize and Identity ignore theirs).
   Returns float32 [N, H, W, C] in [0, 1].
   """
