@@ -3,8 +3,17 @@
 Training: 'crop_flip' (pad + random crop + flip (+ Cutout), the 32 px recipe) or
 'rrc_flip' (random-resized crop + flip, the 224 px recipe). Evaluation and the HPO batch
 are never augmented: only converted, centre-cropped and normalised.
+
+The image operations are dm-pix's where they equal ours (the flip, the padding: the same
+StableHLO, tools/hlo_hashes.py); the random draws stay ours, one stream per
+sample as before, since dm-pix's random_crop / random_flip draw from other streams (every
+run's crops would change). dm-pix has no resized crop, and its centre crop puts an odd
+margin's extra pixel on the other side (top = H//2 - size//2, not (H - size)//2), so
+those stay here (docs/method.md section 2).
 """
 
+import chex
+import dm_pix as pix
 import jax
 import jax.numpy as jnp
 
@@ -32,11 +41,11 @@ def _crop_flip_one(key, img, padding, flip, cutout):
   k_crop, k_flip, k_cut = jax.random.split(key, 3)
   h, w, c = img.shape
   if padding:
-    img = jnp.pad(img, ((padding, padding), (padding, padding), (0, 0)))
+    img = pix.pad_to_size(img, h + 2 * padding, w + 2 * padding)  # zeros, centred
     off = jax.random.randint(k_crop, (2,), 0, 2 * padding + 1)
     img = jax.lax.dynamic_slice(img, (off[0], off[1], 0), (h, w, c))
   if flip:
-    img = jnp.where(jax.random.bernoulli(k_flip), img[:, ::-1], img)
+    img = jnp.where(jax.random.bernoulli(k_flip), pix.flip_left_right(img), img)
   if cutout:
     cy, cx = jax.random.randint(k_cut, (2,), 0, jnp.array([h, w]))
     ys, xs = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
@@ -61,12 +70,14 @@ def _rrc_flip_one(key, img, size, min_scale, flip):
                                       -jnp.array([top, left]) * scale, 'linear',
                                       antialias=False)
   if flip:
-    out = jnp.where(jax.random.bernoulli(k_flip), out[:, ::-1], out)
+    out = jnp.where(jax.random.bernoulli(k_flip), pix.flip_left_right(out), out)
   return out
 
 
 def train_transform(images, keys, cfg):
   """float [N,H,W,C] in [0,1], one key per sample -> augmented float images."""
+  chex.assert_rank(images, 4)
+  chex.assert_shape(keys, (images.shape[0],) + keys.shape[1:])
   if cfg.kind == 'none':
     if cfg.flip:
       raise ValueError("config.preprocess.flip=True needs kind 'crop_flip' or 'rrc_flip' "

@@ -102,3 +102,15 @@ def test_unknown_op_names_list_the_registered_ones(toy_ops):
     ops.register('Sepia', 'colour')
   with pytest.raises(ValueError, match='only the last registered'):
     ops.unregister('Rotate')
+
+
+def test_a_batch_of_the_wrong_shape_is_refused_when_traced():
+  """ops.apply checks its arguments before tracing the kernels (chex, no runtime cost)."""
+  x = np.zeros((2, 8, 8, 1), np.float32)
+  with pytest.raises(ValueError, match='images of 2 channels; the ops are defined on '
+                     r'grayscale \(1\) and RGB \(3\)'):
+    ops.apply(np.zeros((2, 8, 8, 2), np.float32), np.zeros(2, np.int32), np.zeros(2))
+  with pytest.raises(AssertionError, match='shape'):
+    ops.apply(x, np.zeros(3, np.int32), np.zeros(2, np.float32))
+  with pytest.raises(AssertionError, match='rank'):
+    ops.apply(x[0], np.zeros(2, np.int32), np.zeros(2, np.float32))

@@ -3,13 +3,16 @@
   python -m tools.hlo_hashes [--out=hashes.json] [--programs=plain,tau]
 
 A refactor that must not change behaviour (issue #36) keeps every hash: run it before
-and after and compare. One device, configs/test.py (the suite's digits config) with each
+and after and compare. --compiled hashes XLA's optimised HLO instead (source metadata
+stripped): the check for a change that only moves code into a library's jitted helper
+(a `call` in StableHLO that XLA inlines), where the program XLA runs must stay the same. One device, configs/test.py (the suite's digits config) with each
 program's components switched on; the cell and choice spaces at the suite's sizes.
 """
 
 import hashlib
 import json
 import os
+import re
 import sys
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=1')
@@ -20,6 +23,7 @@ from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-
 FLAGS = flags.FLAGS
 flags.DEFINE_string('out', '', 'Write {program: hash} here as JSON.')
 flags.DEFINE_list('programs', [], 'Which programs (default: all).')
+flags.DEFINE_bool('compiled', False, "Hash XLA's optimised HLO, not the StableHLO.")
 
 
 def _tiny(c, strategy):
@@ -55,7 +59,25 @@ PROGRAMS = ('plain', 'tau', 'eta_val', 'eta_lagged', 'dsnas', 'ista_traced', 'dh
             'dha_ista')
 
 
-def program_hash(program):
+DEBUG_TABLES = ('FileNames', 'FunctionNames', 'FileLocations', 'StackFrames')
+
+
+def _without_debug_info(hlo):
+  """Optimised HLO text less what names the Python that traced it: the source tables
+  (numbered lines under DEBUG_TABLES) and each instruction's metadata."""
+  out, table = [], False
+  for line in hlo.splitlines():
+    if line in DEBUG_TABLES:
+      table = True
+      continue
+    if table and re.match(r'^\d+ ', line):
+      continue
+    table = False
+    out.append(re.sub(r', metadata=\{[^}]*\}', '', line))
+  return '\n'.join(out)
+
+
+def program_hash(program, compiled=False):
   import jax  # pylint: disable=g-import-not-at-top
   from dha_jax import parallel, steps, train  # pylint: disable=g-import-not-at-top
   c = _config(program)
@@ -63,7 +85,11 @@ def program_hash(program):
   mesh = parallel.make_mesh(jax.devices()[:1])
   ds, comps, state, _, _ = train.setup(c, mesh, abstract=c.nas.strategy != 'ista')
   batch = parallel.shard_batch(next(train.Batches(ds, comps, c)), mesh)
-  text = steps.sharded_train_step(comps, mesh).lower(state, batch).as_text(debug_info=False)
+  lowered = steps.sharded_train_step(comps, mesh).lower(state, batch)
+  if compiled:
+    text = _without_debug_info(lowered.compile().as_text())
+  else:
+    text = lowered.as_text(debug_info=False)
   return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -73,7 +99,7 @@ def main(argv):
   for p in FLAGS.programs or PROGRAMS:
     if p not in PROGRAMS:
       raise app.UsageError(f'--programs: unknown {p!r}; the programs are {", ".join(PROGRAMS)}')
-    hashes[p] = program_hash(p)
+    hashes[p] = program_hash(p, FLAGS.compiled)
     print(f'{p:12s} {hashes[p]}', flush=True)
   if FLAGS.out:
     with open(FLAGS.out, 'w') as f:

@@ -29,6 +29,7 @@ its float result rather than truncating to 8 bits.
 
 from typing import Callable, NamedTuple, Optional
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -482,6 +483,16 @@ def _as_stages(*columns, dtype):
 # ------------------------------------------------------------------- public
 
 
+def _check(images, *per_image):
+  """Shapes at trace time (no cost in the program): an [N, H, W, 1 or 3] batch and one
+  op / magnitude per image."""
+  chex.assert_rank(images, 4)
+  chex.assert_shape(per_image, (images.shape[0],))
+  if images.shape[-1] not in (1, 3):
+    raise ValueError(f'ops.apply: images of {images.shape[-1]} channels; the ops are '
+                     'defined on grayscale (1) and RGB (3) images')
+
+
 @jax.jit
 def apply(images, ops, magnitudes):
   """Applies op ``ops[k]`` with magnitude ``magnitudes[k]`` to image k.
@@ -490,6 +501,7 @@ def apply(images, ops, magnitudes):
   clipped to [-1, 1] (AutoContrast, Equalize and Identity ignore theirs).
   Returns float32 [N, H, W, C] in [0, 1].
   """
+  _check(images, ops, magnitudes)
   m = jnp.clip(_as_stages(magnitudes, dtype=jnp.float32), -1.0, 1.0)
   return _run(jnp.asarray(images, jnp.float32),
               _as_stages(ops, dtype=jnp.int32), m)
@@ -502,6 +514,7 @@ def apply_pair(images, op_a, op_b, mag_a, mag_b):
   not one composed warp, so a pair means its ops in sequence (as PIL
   applied twice).
   """
+  _check(images, op_a, op_b, mag_a, mag_b)
   m = jnp.clip(_as_stages(mag_a, mag_b, dtype=jnp.float32), -1.0, 1.0)
   return _run(jnp.asarray(images, jnp.float32),
               _as_stages(op_a, op_b, dtype=jnp.int32), m)
