@@ -231,7 +231,7 @@ def main(argv):
                            FLAGS.num_classes, base.seed)
   else:
     ds = data.load(base.dataset, base.seed)
-  data.SOURCES[_SOURCE] = lambda cfg, seed: ds  # loaded once, shared by every step
+  data.SOURCES.register(_SOURCE)(lambda cfg, seed: ds)  # loaded once, shared by every step
   base.dataset.source = _SOURCE
 
   mesh = parallel.make_mesh(jax.devices()[:1])

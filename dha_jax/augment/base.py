@@ -9,9 +9,14 @@ import abc
 import jax.numpy as jnp
 import optax
 
+from dha_jax import registry
+
+# name -> Policy subclass, registered where each is defined (@POLICIES.register('name'))
+POLICIES = registry.Registry('config.policy.name')
+
 
 class Policy(abc.ABC):
-  """Base of every policy registered in dha_jax/augment/policies.py (POLICIES)."""
+  """Base of every policy (registered in POLICIES above)."""
 
   # None | 'val': 'val' makes the loop feed a held-out batch ('policy_image',
   # 'policy_label') and the step pass `loss` held-out scores instead of training losses.

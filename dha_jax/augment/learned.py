@@ -102,6 +102,7 @@ def _bound_data_axis():
   return parallel.AXIS
 
 
+@base.POLICIES.register('learned')
 class LearnedPolicy(base.Policy):
   """tau trained with L_DA; see the module docstring."""
 

@@ -1,16 +1,18 @@
 """Augmentation policies, applied on device after the standard pre-processing.
 
-The contract is dha_jax/augment/base.py's Policy. A new policy is a class plus an entry
-in POLICIES; the train step does not change. RandAugment, TrivialAugment and the learned
+The contract is dha_jax/augment/base.py's Policy. A new policy is a class with
+@base.POLICIES.register('name'), in any module imported before the run starts; the train
+step does not change. RandAugment, TrivialAugment and the learned
 policy draw from config.policy.ops (dha_jax/augment/op_subset.py; default all 14).
 """
 
 import jax
 import jax.numpy as jnp
 
-from dha_jax.augment import base, learned, op_subset, ops
+from dha_jax.augment import base, learned, op_subset, ops  # learned: registers 'learned'
 
 
+@base.POLICIES.register('none')
 class NoPolicy(base.Policy):
   """Only the standard pre-processing (the baseline)."""
 
@@ -24,6 +26,7 @@ def _draw_ops(keys, op_ids):
   return jnp.asarray(op_ids)[k]
 
 
+@base.POLICIES.register('randaugment')
 class RandAugment(NoPolicy):
   """RandAugment: N ops per sample, uniform over config.policy.ops, fixed magnitude M
   (random sign).
@@ -43,6 +46,7 @@ class RandAugment(NoPolicy):
     return images, {}
 
 
+@base.POLICIES.register('trivialaugment')
 class TrivialAugment(NoPolicy):
   """TrivialAugment: one op per sample, uniform over config.policy.ops, m ~ U[-1, 1].
 
@@ -59,17 +63,7 @@ class TrivialAugment(NoPolicy):
     return ops.apply(images, op, m), {}
 
 
-POLICIES = {
-    'none': NoPolicy,
-    'randaugment': RandAugment,
-    'trivialaugment': TrivialAugment,
-    'learned': learned.LearnedPolicy,
-}
-
-
 def create(config):
-  name = config.policy.name
-  if name not in POLICIES:
-    raise ValueError(f'config.policy.name={name!r} is unknown; choose one of {sorted(POLICIES)}')
+  policy = base.POLICIES.get(config.policy.name)
   op_subset.names(config)  # a wrong op name fails whichever policy is on
-  return POLICIES[name](config)
+  return policy(config)

@@ -3,22 +3,16 @@ disjoint train / val / test splits of uint8 images and int32 labels."""
 
 import dataclasses
 
-from dha_jax.data import base, digits, folder, idx, planted, synthetic, tfds_source
+from dha_jax import registry
+from dha_jax.data import base, planted
 
-SOURCES = {
-    'digits': digits.load,
-    'idx': idx.load,
-    'folder': folder.load,
-    'tfds': tfds_source.load,
-    'synthetic': synthetic.load,
-}
+# name -> load(cfg, seed), registered where each is defined (@SOURCES.register('name'));
+# every module of this package is imported below.
+SOURCES = registry.Registry('config.dataset.source')
 
 
 def load(cfg, seed: int):
-  if cfg.source not in SOURCES:
-    raise ValueError(f'config.dataset.source={cfg.source!r} is unknown; '
-                     f'choose one of {sorted(SOURCES)}')
-  ds = SOURCES[cfg.source](cfg, seed)
+  ds = SOURCES.get(cfg.source)(cfg, seed)
   if cfg.get('train_subset', 0):
     if not isinstance(ds, base.Dataset):
       raise ValueError('config.dataset.train_subset needs an in-memory dataset; with '
@@ -26,3 +20,6 @@ def load(cfg, seed: int):
     ds = dataclasses.replace(ds, train=base.stratified_subset(ds.train, cfg.train_subset,
                                                                 seed))
   return planted.apply(ds, cfg)
+
+
+registry.import_modules(__name__, __path__)

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from dha_jax import data
 from dha_jax.data import base
 
 
@@ -22,6 +23,7 @@ def raw_digits():
   return raw.images, raw.target
 
 
+@data.SOURCES.register('digits')
 def load(cfg, seed):
   pixels, labels = raw_digits()
   images = np.round(pixels * (255.0 / 16.0)).astype(np.uint8)[..., None]

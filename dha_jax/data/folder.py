@@ -10,6 +10,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from dha_jax import data
 from dha_jax.data import base
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
@@ -73,6 +74,7 @@ def _read_split(root, split, classes, size):
   return base.Split(np.stack(images), np.asarray(labels))
 
 
+@data.SOURCES.register('folder')
 def load(cfg, seed):
   root = cfg.data_dir
   if not root:

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from dha_jax import data
 from dha_jax.data import base
 
 FILES = {
@@ -54,6 +55,7 @@ def _split(data_dir, name):
   return base.Split(images[..., None] if images.ndim == 3 else images, labels)
 
 
+@data.SOURCES.register('idx')
 def load(cfg, seed):
   data_dir = cfg.data_dir or '/usr/share/datasets/fashion-mnist'
   if not os.path.isdir(data_dir):

@@ -4,9 +4,11 @@ labels are independent of the pixels."""
 
 import numpy as np
 
+from dha_jax import data
 from dha_jax.data import base
 
 
+@data.SOURCES.register('synthetic')
 def load(cfg, seed):
   s = cfg.synthetic
   shape = tuple(int(v) for v in s.shape)

@@ -9,6 +9,7 @@ the position is again a function of the step alone.
 
 import numpy as np
 
+from dha_jax import data
 from dha_jax.data import base
 
 MANUAL = {
@@ -71,6 +72,7 @@ def _to_numpy(cfg, split):
   return base.Split(np.concatenate(images), np.concatenate(labels)), info
 
 
+@data.SOURCES.register('tfds')
 def load(cfg, seed):
   if not cfg.name:
     raise ValueError('config.dataset.name must name a TFDS dataset for source=tfds')

@@ -1,25 +1,15 @@
 """Fixed networks (the baseline mode). Search spaces live in dha_jax/nas/."""
 
-from dha_jax.models import bottleneck_resnet, conv_mlp, pyramidnet, resnet, small_cnn, wide_resnet
+from dha_jax import registry
 
-MODELS = {
-    'small_cnn': small_cnn.from_config,
-    'resnet': resnet.from_config,
-    'conv_mlp': conv_mlp.from_config,  # flattened dense head: the calibration regime
-    # the fixed-network zoo of DiffAutoML's Table 2 (published depth and width by name)
-    'resnet50': bottleneck_resnet.from_config,
-    'resnet200': bottleneck_resnet.from_config,
-    'wrn28_10': wide_resnet.from_config,
-    'wrn40_2': wide_resnet.from_config,
-    'pyramidnet272': pyramidnet.from_config,
-}
+# name -> from_config(cfg, num_classes, bn_axis_name), registered where each is defined
+# (@MODELS.register('name')); every module of this package is imported below.
+MODELS = registry.Registry('config.model.name')
 
 
 def create(cfg, num_classes: int, bn_axis_name='data'):
   """Builds the fixed network named by config.model.name."""
-  if cfg.name not in MODELS:
-    raise ValueError(f'config.model.name={cfg.name!r} is unknown; choose one of {sorted(MODELS)}')
-  return MODELS[cfg.name](cfg, num_classes, bn_axis_name)
+  return MODELS.get(cfg.name)(cfg, num_classes, bn_axis_name)
 
 
 def param_count(name: str, num_classes: int, image_size: int, model_cfg=None) -> int:
@@ -38,3 +28,6 @@ def param_count(name: str, num_classes: int, image_size: int, model_cfg=None) ->
   shapes = conv.eval_shape(lambda k, u: model.init(k, u, train=False),
                            jax.random.PRNGKey(0), x)
   return sum(int(a.size) for a in jax.tree_util.tree_leaves(shapes['params']))
+
+
+registry.import_modules(__name__, __path__)

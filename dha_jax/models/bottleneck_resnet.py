@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dha_jax.layers import conv
+from dha_jax import models
 from dha_jax.models import common
 
 STAGES = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
@@ -63,6 +64,7 @@ class BottleneckResNet(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+@models.MODELS.register('resnet50', 'resnet200')
 def from_config(cfg, num_classes, bn_axis_name):
   depth = cfg.depth or DEPTH[cfg.name]
   return BottleneckResNet(num_classes, stage_sizes(depth), cfg.widen or 64, bn_axis_name,

@@ -10,6 +10,7 @@ from typing import Sequence
 import flax.linen as nn
 
 from dha_jax.layers import conv
+from dha_jax import models
 from dha_jax.models import common
 
 
@@ -31,6 +32,7 @@ class ConvMLP(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+@models.MODELS.register('conv_mlp')
 def from_config(cfg, num_classes, bn_axis_name):
   return ConvMLP(num_classes, tuple(cfg.widths), int(cfg.hidden), bn_axis_name,
                  cfg.bn_momentum)

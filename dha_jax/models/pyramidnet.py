@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dha_jax.layers import conv
+from dha_jax import models
 from dha_jax.models import common, shakedrop
 
 SIZES = {'pyramidnet272': (272, 200)}  # (depth, widening factor alpha)
@@ -73,6 +74,7 @@ class PyramidNet(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+@models.MODELS.register('pyramidnet272')
 def from_config(cfg, num_classes, bn_axis_name):
   depth, alpha = SIZES[cfg.name]
   return PyramidNet(num_classes, cfg.depth or depth, cfg.widen or alpha,

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dha_jax.layers import conv
+from dha_jax import models
 from dha_jax.models import common
 
 
@@ -48,6 +49,7 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+@models.MODELS.register('resnet')
 def from_config(cfg, num_classes, bn_axis_name):
   return ResNet(num_classes, tuple(cfg.stage_sizes), cfg.width, cfg.stem, bn_axis_name,
                 cfg.bn_momentum)

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dha_jax.layers import conv
+from dha_jax import models
 from dha_jax.models import common
 
 
@@ -27,5 +28,6 @@ class SmallCNN(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+@models.MODELS.register('small_cnn')
 def from_config(cfg, num_classes, bn_axis_name):
   return SmallCNN(num_classes, tuple(cfg.widths), bn_axis_name, cfg.bn_momentum)

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from dha_jax.layers import conv
+from dha_jax import models
 from dha_jax.models import common
 
 SIZES = {'wrn28_10': (28, 10), 'wrn40_2': (40, 2)}  # (depth, widening factor k)
@@ -49,6 +50,7 @@ class WideResNet(nn.Module):
     return nn.Dense(self.num_classes)(x)
 
 
+@models.MODELS.register('wrn28_10', 'wrn40_2')
 def from_config(cfg, num_classes, bn_axis_name):
   depth, widen = SIZES[cfg.name]
   return WideResNet(num_classes, cfg.depth or depth, cfg.widen or widen, bn_axis_name,
