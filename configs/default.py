@@ -127,7 +127,8 @@ def get_config():
 
   # ---- bookkeeping -----------------------------------------------------------------
   c.log_every_steps = 50
-  c.eval_every_epochs = 1  # validation accuracy every this many epochs (0 = only at the end)
+  c.eval_every_epochs = 1  # validation accuracy every this many epochs (0 = only the exported
+  #                           model's, at the end, as with any value)
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 2
   c.progress = True        # console progress line

@@ -225,7 +225,7 @@ def third_of_the_length():
 
 
 def final_val_accuracy(workdir):
-  """The last val/accuracy a run logged (its end-of-run evaluation)."""
+  """The last val/accuracy a run logged: its exported model's (train.finish)."""
   from dha_jax import metrics_io  # pylint: disable=g-import-not-at-top
   accs = [r['val/accuracy'] for r in metrics_io.read_rows(workdir) if 'val/accuracy' in r]
   if not accs:

@@ -406,7 +406,8 @@ def _model_input_shape(config, ds):
 
 def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer, extra=None):
   """The derived child (BN recalibrated) is exported to <workdir>/model and its test
-  accuracy is the run's result; result.json and the pictures of what was learned."""
+  accuracy is the run's result (its validation accuracy too: the caller logs the result
+  as the last metrics row); result.json and the pictures of what was learned."""
   module, variables, genotype = comps.strategy.child(state)
   if config.recalibration_batches:
     it = ds.train_iterator('train', config.batch_size, config.seed + 3, 0,
@@ -416,7 +417,11 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer, ext
   eval_child = parallel.data_parallel(
       steps.make_eval_step(comps, lambda v, x: module.apply(v, x, train=False)), mesh,
       (parallel.REPLICATED, parallel.SHARDED), parallel.REPLICATED)
-  result = evaluate(eval_child, parallel.replicate(variables, mesh), ds, 'test', config, mesh)
+  replicated = parallel.replicate(variables, mesh)
+  result = evaluate(eval_child, replicated, ds, 'test', config, mesh)
+  if ds.num_examples('val'):  # the exported model's, what a choice between runs reads
+    val = evaluate(eval_child, replicated, ds, 'val', config, mesh)  # (compare's lr_grid)
+    result.update({k: val[k] for k in ('val/loss', 'val/accuracy')})
   if ds.num_classes <= 10:
     result.pop('test/top5')
   hp = jax.device_get(comps.eta(state.step, state.hparams, state.horizon))

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from dha_jax import data, export, train
+from dha_jax import compare, data, export, metrics_io, train
 
 
 def _synthetic_run(workdir, num_classes):
@@ -55,6 +55,16 @@ def test_top5_of_a_run_with_12_classes_equals_an_independent_count(tmp_path):
     assert json.load(f)['test/top5'] == result['test/top5']
   with open(tmp_path / 'model' / 'model.json') as f:
     assert json.load(f)['metrics']['test/top5'] == result['test/top5']
+  # with no validation during training (eval_every_epochs=0) the run still reports the
+  # exported model's validation accuracy, in result.json and as the last metrics row (what
+  # compare's lr_grid chooses on), equal to a count over its predictions
+  val = data.load(config.dataset, config.seed).val
+  val_logits = np.asarray(model.predict(val.images), np.float64)
+  one_val_image = 1.0 / len(val.labels) + 1e-12
+  assert abs(result['val/accuracy'] - _top_k_hits(val_logits, val.labels, 1)) <= one_val_image
+  rows = [r for r in metrics_io.read_rows(str(tmp_path)) if 'val/accuracy' in r]
+  assert [r['val/accuracy'] for r in rows] == [result['val/accuracy']]
+  assert compare.final_val_accuracy(str(tmp_path)) == result['val/accuracy']
 
 
 def test_no_top5_with_10_classes(tmp_path):
