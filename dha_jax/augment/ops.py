@@ -15,7 +15,7 @@ the other groups' images untouched:
 * geometric: one bilinear warp (other images get the identity matrix);
 * enhance: one blend ``degenerate + f (image - degenerate)``;
 * table: one 256-entry lookup per image and channel (AutoContrast,
-  Equalize, Posterize, Solarize).
+  Equalize, Posterize, Solarize; their tables: pil_tables.py).
 
 Running the three kernels in turn applies every image's op. An op
 registers itself in its group (``register``: a Rotate is its matrix, a
@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax.augment import geometry
+from dha_jax.augment import geometry, pil_tables
 
 # The papers' 14 ops, in the order of tau's axes and of every checkpoint's policy.ops:
 # config.policy.ops's default, written out so that registering another op changes no
@@ -101,7 +101,6 @@ def _of_kind(kind):
   return [op for op in _REGISTRY.values() if op.kind == kind]
 
 
-POSTERIZE_BITS = 4  # Bits dropped at |m| = 1 (8 - 4 = 4 kept).
 # ImageEnhance factor is 1 + 0.9 m. 0.9 is split into two float32 parts so
 # the float32 factor rounds like PIL's (double 1 + 0.9 m, cast to float).
 _ENHANCE_HI = np.float32(0.9)
@@ -116,19 +115,6 @@ def _op_is(ops, kind):
 def _per_image(values, ndim):
   """Reshapes [N] values to broadcast against an ndim-array batch."""
   return values.reshape(values.shape + (1,) * (ndim - 1))
-
-
-def _floor_divide(a, b):
-  """floor(a / b) for integer-valued a and b > 0, in float32.
-  Several times cheaper than XLA's integer division on CPU. XLA may turn
-  the division into a multiply by 1 / b, so the estimate is corrected with
-  its exact remainder (all products stay integers below 2**24).
-  """
-  a = jnp.asarray(a, jnp.float32)
-  b = jnp.asarray(b, jnp.float32)
-  quotient = jnp.floor(a / b)
-  remainder = a - quotient * b
-  return quotient - (remainder < 0) + (remainder >= b)
 
 
 def _pil_blend(base, other, weight):
@@ -222,91 +208,6 @@ def _enhance(q, ops, m):
   return jnp.floor(jnp.clip(blended, 0, 255))
 
 
-# ------------------------------------------------------------ lookup tables
-# Tables are [N, C, 256] int32: table[n, c, v] is the new level of v.
-
-_LEVELS = np.arange(256, dtype=np.int32)
-
-
-def _autocontrast_undershoots():
-  """Sorted keys (lo * 256 + hi) * 256 + v where PIL's autocontrast is 1 low.
-  PIL computes int(v * s - lo * s) with s = 255 / (hi - lo) in doubles.
-  That equals floor((v - lo) 255 / (hi - lo)) except where the quotient is
-  an exact integer and rounding lands just below it. float32 cannot
-  replay double rounding, so those 12094 cases (at most 17 per (lo, hi))
-  are listed here, found by replaying PIL's arithmetic in numpy doubles.
-  """
-  keys = []
-  v = np.arange(256)
-  for lo in range(255):
-    hi = np.arange(lo + 1, 256)[:, None]
-    scale = 255.0 / (hi - lo)
-    pil = (v * scale + (-lo * scale)).astype(np.int64)
-    exact = ((v - lo) * 255) // (hi - lo)
-    his, vs = np.nonzero((pil != exact) & (v >= lo) & (v <= hi))
-    keys.append((lo * 256 + his + lo + 1) * 256 + vs)
-  return np.sort(np.concatenate(keys)).astype(np.int32)
-
-
-_UNDERSHOOTS = _autocontrast_undershoots()
-_MAX_UNDERSHOOTS_PER_PAIR = 17
-
-
-def _autocontrast_table(lo, hi):
-  """PIL ImageOps.autocontrast: per channel, min..max -> 0..255.
-  lo, hi: [N, C, 1] int32 lowest and highest level of each channel.
-  """
-  span = jnp.maximum(hi - lo, 1)
-  table = jnp.clip(_floor_divide((_LEVELS - lo) * 255, span), 0, 255)
-  # Take 1 off at the listed levels of this channel's (lo, hi) pair.
-  pair = lo * 256 + hi
-  keys = jnp.asarray(_UNDERSHOOTS)
-  first = jnp.searchsorted(keys, pair * 256)
-  near = first + jnp.arange(_MAX_UNDERSHOOTS_PER_PAIR)
-  listed = keys[jnp.minimum(near, keys.shape[0] - 1)]  # [N, C, 17]
-  rows = jnp.arange(lo.size).reshape(lo.shape)
-  low = jnp.zeros(table.size, jnp.int32).at[rows * 256 + listed % 256].add(
-      (listed // 256 == pair).astype(jnp.int32))
-  table = table.astype(jnp.int32) - low.reshape(table.shape)
-  return jnp.where(hi > lo, table, _LEVELS)  # PIL leaves flat channels.
-
-
-def _histogram(levels):
-  """[N, C, 256] int32 pixel counts per image and channel."""
-  n, _, _, c = levels.shape
-  rows = jnp.arange(n * c).reshape(n, 1, 1, c)
-  bins = (rows * 256 + levels).reshape(-1)
-  return jnp.zeros(n * c * 256, jnp.int32).at[bins].add(1).reshape(n, c, 256)
-
-
-def _equalize_table(hist, hi):
-  """PIL ImageOps.equalize per channel, from its [N, C, 256] histogram and
-  [N, C, 1] highest levels.
-  step = (pixels - count of the top level) // 255; level v maps to
-  (step // 2 + #pixels below v) // step; step 0 (which includes a flat
-  channel) keeps the channel unchanged. Levels past 255 are clipped, as
-  PIL saturates its lut when applying it.
-  """
-  pixels = jnp.sum(hist, axis=2, keepdims=True)
-  step = (pixels - jnp.take_along_axis(hist, hi, axis=2)) // 255
-  below = jnp.cumsum(hist, axis=2) - hist
-  table = _floor_divide(step // 2 + below, jnp.maximum(step, 1))
-  return jnp.where(step > 0, jnp.clip(table, 0, 255).astype(jnp.int32), _LEVELS)
-
-
-def _posterize_table(m):
-  """PIL ImageOps.posterize keeping 8 - round(4 |m|) bits."""
-  dropped = jnp.round(POSTERIZE_BITS * jnp.abs(m)).astype(jnp.int32)
-  dropped = dropped[:, None, None]
-  return (_LEVELS >> dropped) << dropped
-
-
-def _solarize_table(m):
-  """PIL ImageOps.solarize with threshold 256 (1 - |m|)."""
-  threshold = (256.0 * (1.0 - jnp.abs(m)))[:, None, None]
-  return jnp.where(_LEVELS >= threshold, 255 - _LEVELS, _LEVELS)
-
-
 def _table(q, ops, m):
   """[N, C, 256] float32 table of each image's table op (else identity).
   The choice is a one-hot contraction, not a select: XLA fuses whatever
@@ -315,13 +216,13 @@ def _table(q, ops, m):
   once.
   """
   shape = (q.shape[0], q.shape[-1], 256)
-  hist = _histogram(q.astype(jnp.int32))
+  hist = pil_tables.histogram(q.astype(jnp.int32))
   # Lowest and highest level present, [N, C, 1] (cheaper than min / max).
   present = hist > 0
   lo = jnp.argmax(present, axis=2)[..., None]
   hi = 255 - jnp.argmax(present[..., ::-1], axis=2)[..., None]
   table_ops = _of_kind('table')
-  candidates = jnp.stack([jnp.broadcast_to(_LEVELS, shape)] +  # every non-table op
+  candidates = jnp.stack([jnp.broadcast_to(pil_tables.LEVELS, shape)] +  # every non-table op
                          [jnp.broadcast_to(op.fn(m, hist, lo, hi), shape) for op in table_ops],
                          axis=1).astype(jnp.float32)
   kind = jnp.zeros_like(ops)
@@ -345,13 +246,13 @@ def _look_up(q, table):
 @register('AutoContrast', 'table')
 def _autocontrast(m, hist, lo, hi):
   del m, hist
-  return _autocontrast_table(lo, hi)
+  return pil_tables.autocontrast(lo, hi)
 
 
 @register('Equalize', 'table')
 def _equalize(m, hist, lo, hi):
   del m, lo
-  return _equalize_table(hist, hi)
+  return pil_tables.equalize(hist, hi)
 
 
 @register('Rotate', 'geometric')
@@ -362,13 +263,13 @@ def _rotate(m, height, width):
 @register('Posterize', 'table')
 def _posterize(m, hist, lo, hi):
   del hist, lo, hi
-  return _posterize_table(m)
+  return pil_tables.posterize(m)
 
 
 @register('Solarize', 'table')
 def _solarize(m, hist, lo, hi):
   del hist, lo, hi
-  return _solarize_table(m)
+  return pil_tables.solarize(m)
 
 
 @register('Color', 'enhance')
