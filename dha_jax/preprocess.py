@@ -77,7 +77,7 @@ def _rrc_flip_one(key, img, size, min_scale, flip):
 def train_transform(images, keys, cfg):
   """float [N,H,W,C] in [0,1], one key per sample -> augmented float images."""
   chex.assert_rank(images, 4)
-  chex.assert_shape(keys, (images.shape[0],) + keys.shape[1:])
+  chex.assert_equal_shape_prefix([images, keys], 1)
   if cfg.kind == 'none':
     if cfg.flip:
       raise ValueError("config.preprocess.flip=True needs kind 'crop_flip' or 'rrc_flip' "

@@ -56,6 +56,10 @@ class Registry:
   def names(self):
     return sorted(self._items)
 
+  def in_order(self):
+    """The components in registration order (augmentation ops: their indices)."""
+    return list(self._items.values())
+
   def __contains__(self, name):
     return name in self._items
 

@@ -20,8 +20,7 @@ the other groups' images untouched:
 Running the three kernels in turn applies every image's op. An op
 registers itself in its group (``register``: a Rotate is its matrix, a
 Posterize its table), so a new op is one function and one decorator. The
-enhance
-and table ops work on 8-bit levels round(255 x) and reproduce PIL's uint8
+enhance and table ops work on 8-bit levels round(255 x) and reproduce PIL's uint8
 results exactly, returned as level * (1/255) (XLA's form of level / 255,
 within one float32 ulp of it); the warp differs from PIL only in keeping
 its float result rather than truncating to 8 bits.
@@ -34,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dha_jax import registry
 from dha_jax.augment import geometry, pil_tables
 
 # The papers' 14 ops, in the order of tau's axes and of every checkpoint's policy.ops:
@@ -59,7 +59,7 @@ class Op(NamedTuple):
   index: int
 
 
-_REGISTRY = {}  # name -> Op, in registration order (an op's index is its position)
+_OPS = registry.Registry('config.policy.ops')  # name -> Op; an op's index is its position
 
 
 def register(name, kind, fn=None):
@@ -68,37 +68,35 @@ def register(name, kind, fn=None):
   `index(name)`. Usable as a decorator or a call (identity ops have no function)."""
   if kind not in KINDS:
     raise ValueError(f'op {name!r}: kind {kind!r} is not one of {", ".join(KINDS)}')
-  if (fn is None) != (kind == 'identity'):
-    if fn is None:
-      return lambda f: register(name, kind, f)
+  if fn is None and kind != 'identity':
+    return lambda f: register(name, kind, f)
+  if fn is not None and kind == 'identity':
     raise ValueError(f'op {name!r}: an identity op takes no function')
-  if name in _REGISTRY:
-    raise ValueError(f'op {name!r} is already registered; pick another name')
-  _REGISTRY[name] = Op(name, kind, fn, len(_REGISTRY))
+  _OPS.register(name)(Op(name, kind, fn, len(_OPS)))
   return fn
 
 
 def unregister(name):
   """Removes a registered op that is not one of the papers' 14 (tests' toy ops): the
   later ops keep no gap, so only the last registered may go."""
-  if name in OP_NAMES or name not in _REGISTRY or list(_REGISTRY)[-1] != name:
+  if name in OP_NAMES or registered()[-1] != name:
     raise ValueError(f'op {name!r}: only the last registered op outside OP_NAMES can be '
                      'unregistered')
-  del _REGISTRY[name]
+  _OPS.unregister(name)
 
 
 def registered() -> tuple:
   """Every registered op's name, in index order (OP_NAMES first)."""
-  return tuple(_REGISTRY)
+  return tuple(op.name for op in _OPS.in_order())
 
 
 def index(name) -> int:
   """The int ops.apply takes for op `name`."""
-  return _REGISTRY[name].index
+  return _OPS.get(name).index
 
 
 def _of_kind(kind):
-  return [op for op in _REGISTRY.values() if op.kind == kind]
+  return [op for op in _OPS.in_order() if op.kind == kind]
 
 
 # ImageEnhance factor is 1 + 0.9 m. 0.9 is split into two float32 parts so
