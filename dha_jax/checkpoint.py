@@ -11,17 +11,16 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
+from dha_jax import nas
 from dha_jax.augment import ops
 
 # Fields that may change between a run and its resumption (they do not change the maths
 # of the steps already taken): logging, checkpoint cadence, the length of the run, where
-# the data lives, and ISTA's freeze threshold (decisions taken are in the state; a search
-# whose codes keep moving can be told to stop sooner without losing the run).
+# the data lives; a strategy adds its own config.nas ones (base.Strategy.may_differ).
 MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', 'progress',
               'eval_every_epochs', 'num_epochs', 'num_steps', 'time_budget_s', 'time_budget_clock',
-              'dataset.data_dir', 'recalibration_batches', 'nas.freeze_threshold',
-              'nas.max_search_fraction', 'time_budget_pilot_steps', 'time_budget_sets_horizon',
-              'compile_cache_dir')
+              'dataset.data_dir', 'recalibration_batches', 'time_budget_pilot_steps',
+              'time_budget_sets_horizon', 'compile_cache_dir')
 
 
 # Fields added to the config after runs already existed, each with the value that means
@@ -30,11 +29,29 @@ MAY_DIFFER = ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints', '
 ADDED_FIELDS = {'model.depth': 0, 'model.widen': 0, 'policy.ops': list(ops.OP_NAMES),
                 'dataset.synthetic.shape': [32, 32, 3], 'dataset.synthetic.num_classes': 10,
                 'dataset.synthetic.size': 1024, 'compute_dtype': 'float32',
-                'nas.cell_space': 'darts', 'nas.path_groups': 0,
-                'nas.execution': 'static',  # (darts_fixed's, 2026-12-07; ISTA's always had it)
                 'model.hidden': 256, 'dataset.eval_shift': [0, 0], 'dataset.eval_rotate': 0.0,
                 'policy.objective': 'train', 'hpo.tangent_decay': 0.0, 'hpo.every_steps': 1,
-                'hpo.reset_tangent': False}  # (2026-12-07, #34)
+                'hpo.reset_tangent': False, 'hpo.handler': 'hypergrad'}  # (2026-12-07, #34)
+
+
+def may_differ():
+  """MAY_DIFFER with every registered strategy's config.nas fields that may change (ISTA's
+  freeze threshold: decisions taken are in the state, so a search whose codes keep moving
+  can be told to stop sooner without losing the run)."""
+  return set(MAY_DIFFER) | {f'nas.{k}' for name in nas.STRATEGIES
+                            for k in nas.STRATEGIES[name].may_differ}
+
+
+def added_fields():
+  """ADDED_FIELDS with every registered strategy's config.nas ones (base.Strategy.
+  added_fields); two strategies adding one field must agree on what it means."""
+  out = dict(ADDED_FIELDS)
+  for name in nas.STRATEGIES:
+    for k, v in nas.STRATEGIES[name].added_fields.items():
+      if out.setdefault(f'nas.{k}', v) != v:
+        raise ValueError(f'strategy {name!r} adds config.nas.{k} = {v!r}, another strategy '
+                         f'{out[f"nas.{k}"]!r}: one value must mean the old behaviour')
+  return out
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -54,11 +71,13 @@ def _flatten(d, prefix=''):
 def config_differences(old: dict, new: dict):
   a, b = _flatten(old), _flatten(new)
 
+  may, added = may_differ(), added_fields()
+
   def differs(k):
-    if k in MAY_DIFFER:
+    if k in may:
       return False
-    if k not in a and k in ADDED_FIELDS:
-      return b.get(k) != ADDED_FIELDS[k]
+    if k not in a and k in added:
+      return b.get(k) != added[k]
     return a.get(k) != b.get(k)
 
   return sorted(k for k in set(a) | set(b) if differs(k))

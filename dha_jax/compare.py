@@ -158,22 +158,13 @@ def _run(cmd, workdir):
     return json.load(f)
 
 
-# A derived cell's edge weights (DARTS's softmax, ISTA's codes W) are factors of the
-# searched network's ops. Trained from scratch, as DARTS and two-stage ISTA-NAS retrain a
-# searched cell, the cell is its ops and inputs alone (a weight of 1/7 or of -0.2 on every
-# op would be a leftover of the search, and the 'random' control's genotypes have none).
-SEARCH_ONLY = ('normal_weights', 'reduce_weights')
-
-
-def genotype_flag(result):
+def genotype_flag(result, search_dir):
   """--config.nas.genotype value that makes the fixed-genotype strategy train `result`'s
-  derived architecture from scratch (a tuple for choice spaces, Genotype JSON of the
-  discrete cell, without SEARCH_ONLY, for cell spaces)."""
-  g = result['architecture']['genotype']
-  if isinstance(g, list):
-    return '--config.nas.genotype=(' + ','.join(str(int(i)) for i in g) + ',)'
-  g = {k: v for k, v in g.items() if k not in SEARCH_ONLY}
-  return '--config.nas.genotype=' + json.dumps(g, separators=(',', ':'))
+  derived architecture from scratch (the search's strategy, in its config.json, says how:
+  nas/base.py's genotype_flag)."""
+  with open(os.path.join(search_dir, 'config.json')) as f:
+    strategy = json.load(f)['nas']['strategy']
+  return experiments.genotype_flag(strategy, result['architecture']['genotype'])
 
 
 def summed(kept, results):
@@ -269,7 +260,7 @@ def run_seed(variant, seed, budget_s):
   if not first.get('architecture', {}).get('genotype'):
     raise RunFailed('its search half derived no genotype (result.json has none): does '
                     "the config's 'nas' variant search?", swd)
-  second = _run(command(arg, wd, half, seed, [genotype_flag(first)]), wd)
+  second = _run(command(arg, wd, half, seed, [genotype_flag(first, swd)]), wd)
   return combine(first, second)
 
 

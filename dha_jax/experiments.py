@@ -53,12 +53,19 @@ def searchable():
   """Strategies a search variant can name: those with a fixed counterpart (the strategy
   that trains one genotype of their space, for 'sequential' and 'random')."""
   from dha_jax import nas  # pylint: disable=g-import-not-at-top
-  return sorted(k for k, cls in nas.STRATEGIES.items() if cls.fixed_counterpart)
+  return sorted(k for k in nas.STRATEGIES if nas.STRATEGIES.get(k).fixed_counterpart)
 
 
 def fixed_counterpart(strategy: str) -> str:
   from dha_jax import nas  # pylint: disable=g-import-not-at-top
-  return nas.STRATEGIES[strategy].fixed_counterpart
+  return nas.STRATEGIES.get(strategy).fixed_counterpart
+
+
+def genotype_flag(strategy: str, genotype) -> str:
+  """The flag that makes `strategy`'s fixed counterpart train `genotype` (a search's
+  result.json entry) from scratch: sequential's second half."""
+  from dha_jax import nas  # pylint: disable=g-import-not-at-top
+  return nas.STRATEGIES.get(fixed_counterpart(strategy)).genotype_flag(genotype)
 
 
 def parse(arg: str, default_strategy: str):
@@ -110,15 +117,14 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
   if variant in ('nas', 'dha'):
     c.nas = nas_config(strategy, search[strategy])
   elif variant in ('sequential', 'random'):  # a fixed genotype of the searched space
+    from dha_jax import nas  # pylint: disable=g-import-not-at-top
     fixed = fixed_counterpart(strategy)
-    c.nas = (retrain_config(strategy, search[strategy]) if variant == 'sequential'
-             else nas_config(fixed, search[strategy]))
-    if variant == 'random' and fixed == 'dsnas':
-      c.nas.random_genotype = True
-    elif variant == 'random':
-      c.nas.genotype = 'random'
+    if variant == 'random':
+      c.nas = nas_config(fixed, search[strategy])
+      nas.STRATEGIES.get(fixed).configure_random(c.nas)
     else:  # the derived genotype, from scratch (compare.py sets it)
-      c.nas.genotype = () if fixed == 'dsnas' else 'DARTS_V2'
+      c.nas = retrain_config(strategy, search[strategy])
+      nas.STRATEGIES.get(fixed).configure_derived(c.nas)
   if variant == 'none':
     c.preprocess.kind, c.preprocess.flip, c.preprocess.cutout = 'none', False, 0
     c.policy.name = 'none'

@@ -53,6 +53,8 @@ class Registry:
                        f'{sorted(self._items)}')
     return self._items[name]
 
+  __getitem__ = get
+
   def names(self):
     return sorted(self._items)
 

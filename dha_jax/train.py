@@ -224,10 +224,10 @@ class Batches:
     return batch
 
 
-def _search_cap(config, end):
-  """The step at which config.nas.max_search_fraction of the run is over (None: no cap,
-  or the run's length is not known yet)."""
-  fraction = float(config.nas.get('max_search_fraction', 0.0) or 0.0)
+def _search_cap(strategy, end):
+  """The step at which the strategy's max_search_fraction of the run is over (None: no
+  cap, or the run's length is not known yet)."""
+  fraction = float(strategy.max_search_fraction or 0.0)
   if not fraction or math.isinf(end):
     return None
   return max(1, int(math.ceil(fraction * end)))
@@ -274,7 +274,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
   pilot = None
   if end == budget.UNSET:  # a time budget sets it after a pilot; until then, the budget
     pilot, end = budget.Pilot(config, clock, steps_per_epoch), math.inf
-  cap = _search_cap(config, end)
+  cap = _search_cap(comps.strategy, end)
   progress.total = end if math.isfinite(end) else total
 
   step, t_log, s_log, preempted, last = start, time.time(), start, False, None
@@ -298,7 +298,7 @@ def train_and_evaluate(config, workdir: str, devices=None):
         if pilot is not None and (h := pilot.after_step(step)) is not None:
           state, end, pilot = budget.set_horizon(state, h), h, None
           progress.total = h
-          cap = _search_cap(config, end)
+          cap = _search_cap(comps.strategy, end)
           writer.write(step, {'event': 'horizon', 'horizon': h, 'train_time_s': clock.elapsed()})
           print(f'time budget: the schedule ends at step {h} (timed over the first steps); '
                 f'the search, if any, is capped at step {cap}', flush=True)

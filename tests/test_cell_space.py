@@ -22,7 +22,8 @@ def toy():
   try:
     yield space
   finally:
-    cell_space.SPACES.pop(space.name, None)
+    if space.name in cell_space.SPACES:
+      cell_space.SPACES.unregister(space.name)
 
 
 def _config(test_config, nas):

@@ -145,14 +145,14 @@ def test_every_added_field_means_the_old_behaviour_at_its_default():
                                           'execution': darts.fixed_config().execution})
   new = json.loads(config.to_json_best_effort())
   old = json.loads(json.dumps(new))
-  for key in checkpoint.ADDED_FIELDS:
+  for key in checkpoint.added_fields():
     *path, field = key.split('.')
     section = old
     for p in path:
       section = section[p]
     del section[field]
   assert checkpoint.config_differences(old, new) == []
-  for key, value in checkpoint.ADDED_FIELDS.items():
+  for key, value in checkpoint.added_fields().items():
     *path, field = key.split('.')
     changed = json.loads(json.dumps(new))
     section = changed

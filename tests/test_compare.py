@@ -124,7 +124,8 @@ def test_runner_commands_skips_and_failures_on_faked_runs(tmp_path, monkeypatch,
     run_wd = _arg(cmd, '--workdir')
     assert log_path == os.path.join(run_wd, 'compare.log')
     variant, seed = run_wd.split(os.sep)[-2], run_wd.split(os.sep)[-1][len('seed'):]
-    if variant == 'sequential_search':
+    if variant == 'sequential_search':  # a run writes its config.json first
+      _write(os.path.join(run_wd, 'config.json'), {'nas': {'strategy': 'dsnas'}})
       _write(os.path.join(run_wd, 'result.json'),
              _fake_result(0.8, 40, genotype=[int(seed), 3], train_time=30.0))
     elif (variant, seed) == ('sequential', '0'):
@@ -524,4 +525,5 @@ def test_sequential_trains_the_genotype_of_its_search_half(compared):
     assert _read(os.path.join(second, 'config.json'))['nas']['genotype'] == genotype
     assert _read(os.path.join(second, 'result.json'))['architecture']['genotype'] == genotype
     log = open(os.path.join(second, 'compare.log')).read()
-    assert compare.genotype_flag(searched) in log
+    assert compare.genotype_flag(
+        searched, os.path.join(wd, compare.SEARCH_HALF, f'seed{s}')) in log

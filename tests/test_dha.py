@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import compare, experiments, parallel, steps, train
+from dha_jax import experiments, parallel, steps, train
 from dha_jax.hpo import hypergrad
 
 import exported
@@ -167,7 +167,8 @@ def test_genotype_hand_over_flags():
   """The flag that makes a fixed-genotype run train a search's result (the table itself is
   tested in tests/test_compare.py)."""
   result = {'architecture': {'genotype': [0, 3], 'genotype_names': ['a', 'b']}}
-  assert compare.genotype_flag(result) == '--config.nas.genotype=(0,3,)'
+  assert experiments.genotype_flag('dsnas', result['architecture']['genotype']) == (
+      '--config.nas.genotype=(0,3,)')
   cell = {'architecture': {'genotype': {'normal': [['skip_connect', 0]]}}}
-  flag = compare.genotype_flag(cell)
+  flag = experiments.genotype_flag('ista', cell['architecture']['genotype'])
   assert json.loads(flag.split('=', 1)[1]) == cell['architecture']['genotype']

@@ -458,7 +458,7 @@ def test_defaults_are_the_reference_settings(test_config):
   assert not d.per_group and not d.use_schedule and d.learn_wd and d.lr_mode == 'absolute'
   assert tuple(d.lr_multiplier_bounds) == (0.25, 4.0)
   assert d.optimizer.to_dict() == {'name': 'adam', 'lr': 1e-3, 'b1': 0.9, 'b2': 0.999}
-  for field in ('tangent_decay', 'every_steps', 'reset_tangent'):
+  for field in ('tangent_decay', 'every_steps', 'reset_tangent', 'handler'):
     assert d[field] == checkpoint.ADDED_FIELDS[f'hpo.{field}'], field
   h = hypergrad.LearnedHparams(_hpo_config(test_config))
   eta = h.values(h.init())

@@ -19,7 +19,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from dha_jax import compare, experiments, metrics_io, nas, train
+from dha_jax import experiments, metrics_io, nas, train
+from dha_jax.nas import darts
 
 import exported
 import slow
@@ -40,7 +41,7 @@ def _parse(*args):
 def _without_search_weights(genotype):
   if isinstance(genotype, list):
     return genotype
-  return {k: v for k, v in genotype.items() if k not in compare.SEARCH_ONLY}
+  return {k: v for k, v in genotype.items() if k not in darts.SEARCH_ONLY}
 
 
 def test_darts_hands_its_genotype_to_darts_fixed_without_training():
@@ -53,7 +54,7 @@ def test_darts_hands_its_genotype_to_darts_fixed_without_training():
   derived = search.summary(arch, nas_state)['architecture']['genotype']
   assert 'normal_weights' in derived  # the softmax of the chosen ops
   config = _parse(f'--config={CONFIG}:sequential/darts',
-                  compare.genotype_flag({'architecture': {'genotype': derived}}))
+                  experiments.genotype_flag('darts', derived))
   assert config.policy.name == 'learned' and config.hpo.enabled
   fixed = nas.create(config, 10, (8, 8, 1))
   assert type(fixed) is nas.STRATEGIES['darts_fixed']
@@ -74,7 +75,8 @@ def test_sequential_trains_the_searched_genotype_with_da_hpo(strategy, tmp_path)
   # the searched model, exported without its search state, is the run's
   exported.assert_reproduces_the_run(_parse(f'--config={CONFIG}:nas/{strategy}'),
                                      str(tmp_path / 'search'), first)
-  config = _parse(f'--config={CONFIG}:sequential/{strategy}', compare.genotype_flag(first))
+  config = _parse(f'--config={CONFIG}:sequential/{strategy}', experiments.genotype_flag(
+      strategy, first['architecture']['genotype']))
   fixed = nas.STRATEGIES[strategy].fixed_counterpart
   assert fixed and config.nas.strategy == fixed == experiments.fixed_counterpart(strategy)
   assert config.policy.name == 'learned' and config.hpo.enabled  # DA+HPO

@@ -52,7 +52,7 @@ def _toy_space(nas_config, bn_momentum):
 def toy_registered():
   choice_space.register('toy', _toy_space)
   yield
-  del choice_space.SPACES['toy']
+  choice_space.SPACES.unregister('toy')
 
 
 def test_a_registered_space_is_searched_by_dsnas(toy_registered, test_config):

@@ -1,14 +1,19 @@
 """Hyper-parameters eta. With config.hpo.enabled=False they stay at config.lr and
-config.weight_decay (times the base schedule); dha_jax/hpo/hypergrad.py learns them.
-The handler contract is dha_jax/hpo/base.py's Handler.
+config.weight_decay (times the base schedule); with it, config.hpo.handler's handler
+moves them (dha_jax/hpo/hypergrad.py's 'hypergrad' learns them by hypergradient). The
+handler contract is dha_jax/hpo/base.py's Handler; a handler registers itself with
+`@base.HANDLERS.register(name)`, and every module of this package is imported here.
 """
 
 import jax.numpy as jnp
 
-from dha_jax import optim
+from dha_jax import optim, registry
 from dha_jax.hpo import base
 
+HANDLERS = base.HANDLERS
 
+
+@base.HANDLERS.register('fixed')
 class FixedHparams(base.Handler):
   """eta held constant: the baseline and the "no HPO" ablations."""
 
@@ -32,7 +37,9 @@ class FixedHparams(base.Handler):
 
 
 def create(config):
-  if not config.hpo.get('enabled', False):
-    return FixedHparams(config)
-  from dha_jax.hpo import hypergrad  # pylint: disable=g-import-not-at-top
-  return hypergrad.LearnedHparams(config)
+  """config.hpo.handler's handler when config.hpo.enabled, else 'fixed'."""
+  learned = config.hpo.get('handler', 'hypergrad')
+  return HANDLERS.get(learned if config.hpo.get('enabled', False) else 'fixed')(config)
+
+
+registry.import_modules(__name__, __path__)

@@ -10,6 +10,13 @@ from typing import Any, NamedTuple
 
 import optax
 
+from dha_jax import registry
+
+# The eta handlers by name: config.hpo.handler's is used when config.hpo.enabled, 'fixed'
+# otherwise. `@HANDLERS.register(name)` on the class (dha_jax/hpo/__init__.py imports
+# each module of the package).
+HANDLERS = registry.Registry('config.hpo.handler')
+
 
 class Update(NamedTuple):
   """One step's update of theta (params['net'] and its optimizer state) and of eta."""
@@ -21,7 +28,7 @@ class Update(NamedTuple):
 
 
 class Handler(abc.ABC):
-  """Base of the eta handlers (hpo.create picks one from config.hpo.enabled)."""
+  """Base of the eta handlers registered in HANDLERS."""
 
   # None | 'val' | 'train' | 'lagged' | 'forward': the batch L_hpo is taken on ('val',
   # 'train', 'forward': the loop feeds an HPO batch, held-out but for 'train'; 'lagged':

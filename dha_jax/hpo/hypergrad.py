@@ -54,6 +54,7 @@ def default_config():
   """Every field config.hpo may hold, with its default (paste into configs/default.py)."""
   h = ml_collections.ConfigDict()
   h.enabled = False          # learn eta (False: config.lr / config.weight_decay x schedule)
+  h.handler = 'hypergrad'    # which handler learns it: a name in hpo.base.HANDLERS
   h.objective = 'train'      # 'val' (held-out batch) | 'train' (fresh train batch) | 'lagged' (next step's gradient, ~free)
   h.lr_bounds = (1e-3, 0.05)   # [low, high] of the learned learning rate
   h.wd_bounds = (1e-4, 5e-4)   # [low, high] of the learned weight decay
@@ -90,6 +91,7 @@ def _dtype():
   return jax.dtypes.canonicalize_dtype(jnp.float64)  # float32 unless x64 is enabled
 
 
+@base.HANDLERS.register('hypergrad')
 class LearnedHparams(base.Handler):
   """eta learned by hypergradient descent; see the module docstring."""
 

@@ -3,41 +3,26 @@
 
 The contract is dha_jax/nas/base.py's Strategy (required members abstract, the rest with
 a fixed network's behaviour); fixed.FixedNetwork is the simplest complete example. A
-strategy is registered by name here; the train step never changes for a new one.
+strategy registers itself with `@base.STRATEGIES.register(name)` on its class; every
+module of this package is imported here, so a new file is all a new strategy needs.
 """
 
-from dha_jax.nas import darts, dsnas, fixed, ista
-from dha_jax.nas import mobilenet, shufflenet  # noqa: F401  (register their choice spaces)
+from dha_jax import registry
+from dha_jax.nas import base
 
-STRATEGIES = {
-    'none': fixed.FixedNetwork,
-    'ista': ista.ISTA,
-    'darts': darts.DARTS,
-    'darts_fixed': darts.DartsFixed,
-    'dsnas': dsnas.DSNAS,
-}
-
-
-# config.nas with every field of a strategy and its default (the configs start from it)
-DEFAULT_CONFIGS = {
-    'dsnas': dsnas.default_config,
-    'ista': ista.default_config,
-    'darts': darts.darts_config,
-    'darts_fixed': darts.fixed_config,
-}
+STRATEGIES = base.STRATEGIES
+registry.import_modules(__name__, __path__)
 
 
 def default_config(name):
-  if name not in DEFAULT_CONFIGS:
+  """config.nas with every field of strategy `name` and its default."""
+  n = STRATEGIES.get(name).default_config()
+  if n is None:
     raise ValueError(f'no search settings for strategy {name!r}; choose one of '
-                     f'{sorted(DEFAULT_CONFIGS)}')
-  return DEFAULT_CONFIGS[name]()
+                     f'{sorted(k for k in STRATEGIES if STRATEGIES.get(k).default_config())}')
+  return n
 
 
 def create(config, num_classes, image_shape):
   """The strategy config.nas.strategy names, for inputs of shape image_shape (H, W, C)."""
-  name = config.nas.strategy
-  if name not in STRATEGIES:
-    raise ValueError(f'config.nas.strategy={name!r} is unknown; choose one of '
-                     f'{sorted(STRATEGIES)}')
-  return STRATEGIES[name](config, num_classes, tuple(image_shape))
+  return STRATEGIES.get(config.nas.strategy)(config, num_classes, tuple(image_shape))

@@ -11,9 +11,15 @@ import abc
 import jax.numpy as jnp
 import optax
 
+from dha_jax import registry
+
+# Every strategy, by the name config.nas.strategy takes: `@STRATEGIES.register(name)` on
+# the class (dha_jax/nas/__init__.py imports each module of the package).
+STRATEGIES = registry.Registry('config.nas.strategy')
+
 
 class Strategy(abc.ABC):
-  """Base of every strategy registered in dha_jax/nas/__init__.py (STRATEGIES).
+  """Base of every strategy registered in STRATEGIES.
 
   Constructed as cls(config, num_classes, image_shape) (the model's input, H x W x C)
   and immutable after: whatever it derives (costs, a random genotype) is computed there,
@@ -39,6 +45,39 @@ class Strategy(abc.ABC):
   # nas/host_init.py: the supernets, whose init compiled as one program took minutes on
   # a CPU); train.setup builds the state eagerly then, otherwise as one compiled program.
   init_on_host = False
+  # Fraction of the run after which whatever still searches is fixed (stop_search); 0: no
+  # cap. A searching strategy sets it from its config.nas.max_search_fraction.
+  max_search_fraction = 0.0
+  # config.nas fields this strategy added after runs existed, each with the value that
+  # means the behaviour from before (checkpoint.py: an older checkpoint still resumes).
+  added_fields = {}
+  # config.nas fields a resumed run may change (they steer the search, not the program).
+  may_differ = ()
+
+  @classmethod
+  def default_config(cls):
+    """config.nas with every field of this strategy and its default, or None: it has
+    no search settings (the fixed network)."""
+    return None
+
+  # A fixed counterpart (the strategy that trains one genotype) says how a genotype
+  # reaches its config; compare.py's 'random' and 'sequential' variants call these.
+
+  @classmethod
+  def configure_random(cls, nas_config):
+    """Sets `nas_config` (this strategy's) to draw its genotype from config.seed."""
+    raise NotImplementedError(f'{cls.__name__} trains no genotype of a search space')
+
+  @classmethod
+  def configure_derived(cls, nas_config):
+    """Sets `nas_config` to the placeholder a derived genotype's flag replaces."""
+    raise NotImplementedError(f'{cls.__name__} trains no genotype of a search space')
+
+  @classmethod
+  def genotype_flag(cls, genotype):
+    """The --config.nas.* flag that trains `genotype` (result.json's, as JSON) with
+    this strategy."""
+    raise NotImplementedError(f'{cls.__name__} trains no genotype of a search space')
 
   # ------------------------------------------------------------------ required
 

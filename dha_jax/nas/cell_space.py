@@ -14,6 +14,8 @@ and the networks' static edges use.
 import dataclasses
 from typing import Tuple
 
+from dha_jax import registry
+
 
 @dataclasses.dataclass(frozen=True)
 class CellSpace:
@@ -69,20 +71,14 @@ class CellSpace:
 
 
 # name -> CellSpace; config.nas.cell_space picks one
-SPACES = {}
+SPACES = registry.Registry('config.nas.cell_space')
 
 
 def register(space: CellSpace) -> CellSpace:
   """Adds `space` under its name (a second space of the same name is an error: it would
   silently change what existing configs run). Returns it."""
-  if space.name in SPACES:
-    raise ValueError(f'a cell space named {space.name!r} is already registered')
-  SPACES[space.name] = space
-  return space
+  return SPACES.register(space.name)(space)
 
 
 def get(name: str) -> CellSpace:
-  if name not in SPACES:
-    raise ValueError(f'config.nas.cell_space={name!r} is unknown; choose one of '
-                     f'{sorted(SPACES)}')
-  return SPACES[name]
+  return SPACES.get(name)

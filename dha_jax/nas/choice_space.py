@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dha_jax import registry
 from dha_jax.layers import conv
 
 EXECUTIONS = ('switch_vjp', 'switch_remat', 'switch', 'masked')
@@ -75,11 +76,11 @@ class Space:
 
 # name -> builder(nas_config, bn_momentum) -> Space. A new space is a module with its
 # blocks and one register() call; DSNAS finds it by config.nas.space.
-SPACES = {}
+SPACES = registry.Registry('config.nas.space')
 
 
 def register(name: str, builder: Callable[..., Space]):
-  SPACES[name] = builder
+  SPACES.register(name)(builder)
 
 
 def register_sized(names, build_space):
@@ -98,10 +99,7 @@ def _sized(build_space, name, n, bn_momentum):
 def build(nas_config, bn_momentum) -> Space:
   """The space config.nas.space names, sized by the config (its builder reads the fields
   it knows, e.g. ShuffleNet's stage_repeats)."""
-  if nas_config.space not in SPACES:
-    raise ValueError(f'config.nas.space={nas_config.space!r} is unknown; choose one of '
-                     f'{sorted(SPACES)}')
-  return SPACES[nas_config.space](nas_config, bn_momentum)
+  return SPACES.get(nas_config.space)(nas_config, bn_momentum)
 
 
 class ChoiceLayer(nn.Module):

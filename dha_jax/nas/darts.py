@@ -15,6 +15,8 @@ summary and the cell picture. The cell's ops and nodes are config.nas.cell_space
 (self.space, cell_space.py): '7 ops', '14 edges' above are the 'darts' space's.
 """
 
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -38,6 +40,7 @@ class CellStrategy(base.Strategy):
   supplies init, apply, optimizer, searching, genotype_of, metrics."""
 
   init_on_host = True  # darts_space.init_variables (host_init.variables)
+  added_fields = {'cell_space': 'darts'}
 
   def __init__(self, config, num_classes, image_shape, nas_defaults, name):
     self.cfg = settings(config.nas, nas_defaults, name)
@@ -199,10 +202,12 @@ def top2_genotype(space, p_normal, p_reduce) -> darts_space.Genotype:
   return darts_space.Genotype.from_edges(edges[0], edges[1], weights[0], weights[1], space)
 
 
+@base.STRATEGIES.register('darts')
 class DARTS(CellStrategy):
   """First-order DARTS on the weighted-sum supernet."""
   fixed_counterpart = 'darts_fixed'
   arch_objective = 'val'
+  default_config = staticmethod(darts_config)
 
   def __init__(self, config, num_classes, image_shape):
     super().__init__(config, num_classes, image_shape, darts_config(), 'darts')
@@ -282,6 +287,14 @@ def random_genotype(space, rng: np.random.Generator) -> darts_space.Genotype:
   return darts_space.Genotype.from_edges(*cells, space=space)
 
 
+# A derived cell's edge weights (DARTS's softmax, ISTA's codes W) are factors of the
+# searched network's ops. Trained from scratch, as DARTS and two-stage ISTA-NAS retrain a
+# searched cell, the cell is its ops and inputs alone (a weight of 1/7 or of -0.2 on every
+# op would be a leftover of the search, and the 'random' control's genotypes have none).
+SEARCH_ONLY = ('normal_weights', 'reduce_weights')
+
+
+@base.STRATEGIES.register('darts_fixed')
 class DartsFixed(CellStrategy):
   """Trains one genotype: no architecture parameters, never searching (drop-path on).
 
@@ -291,6 +304,22 @@ class DartsFixed(CellStrategy):
   compiled step (the random control's seeds, sequential's second half); the weights of
   the ops off the genotype are kept exactly (traced_mask). Both compute the same
   function (tests/test_darts_fixed.py)."""
+  added_fields = {'cell_space': 'darts', 'execution': 'static'}  # (execution: 2026-12-07)
+  default_config = staticmethod(fixed_config)
+
+  @classmethod
+  def configure_random(cls, nas_config):
+    nas_config.genotype = 'random'
+
+  @classmethod
+  def configure_derived(cls, nas_config):
+    nas_config.genotype = 'DARTS_V2'
+
+  @classmethod
+  def genotype_flag(cls, genotype):
+    """Genotype JSON of the discrete cell, without the search's edge weights."""
+    g = {k: v for k, v in genotype.items() if k not in SEARCH_ONLY}
+    return '--config.nas.genotype=' + json.dumps(g, separators=(',', ':'))
 
   def __init__(self, config, num_classes, image_shape):
     super().__init__(config, num_classes, image_shape, fixed_config(), 'darts_fixed')

@@ -95,10 +95,27 @@ def _with_nas_state(state, host):
   return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
 
 
+@base.STRATEGIES.register('dsnas')
 class DSNAS(base.Strategy):
   """Single-path search over a choice space (dha_jax/nas/base.py's contract)."""
   fixed_counterpart = 'dsnas'
   init_on_host = True  # host_init.variables
+  added_fields = {'path_groups': 0}
+  may_differ = ('max_search_fraction',)
+  default_config = staticmethod(default_config)
+
+  @classmethod
+  def configure_random(cls, nas_config):
+    nas_config.random_genotype = True
+
+  @classmethod
+  def configure_derived(cls, nas_config):
+    nas_config.genotype = ()
+
+  @classmethod
+  def genotype_flag(cls, genotype):
+    """A choice-space genotype: one candidate index per layer, as a tuple."""
+    return '--config.nas.genotype=(' + ','.join(str(int(i)) for i in genotype) + ',)'
 
   def __init__(self, config, num_classes, image_shape):
     self.cfg = n = settings(config.nas)
@@ -131,6 +148,7 @@ class DSNAS(base.Strategy):
       raise ValueError(f'config.nas.path_groups={n.path_groups}: use 0 (a path per device) '
                        "or a positive count with a single-path execution (not 'masked')")
     self.rng_scope = 'global' if self.path_groups else 'device'
+    self.max_search_fraction = float(n.max_search_fraction)
     self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
 
   def program_key(self):

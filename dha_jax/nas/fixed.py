@@ -4,6 +4,7 @@ from dha_jax import models
 from dha_jax.nas import base
 
 
+@base.STRATEGIES.register('none')
 class FixedNetwork(base.Strategy):
   """Runs config.model as it is (the baseline, and the "fixed network" comparisons);
   every other member is base.Strategy's: no alpha, nothing searched."""

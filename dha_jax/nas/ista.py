@@ -48,7 +48,7 @@ import numpy as np
 
 from dha_jax import optim
 from dha_jax.layers import conv
-from dha_jax.nas import darts_space
+from dha_jax.nas import base, darts_space
 from dha_jax.nas.sparse_recovery import lasso
 from dha_jax.nas.darts import CellStrategy
 
@@ -165,9 +165,12 @@ def measurement_matrices(space, seed):
 # ------------------------------------------------------------------- the strategy
 
 
+@base.STRATEGIES.register('ista')
 class ISTA(CellStrategy):
   """Sparse-coding search of a DARTS cell (dha_jax/nas/base.py's contract)."""
   fixed_counterpart = 'darts_fixed'
+  may_differ = ('freeze_threshold', 'max_search_fraction')
+  default_config = staticmethod(default_config)
 
   @property
   def skips_inactive(self):
@@ -177,6 +180,7 @@ class ISTA(CellStrategy):
 
   def __init__(self, config, num_classes, image_shape):
     super().__init__(config, num_classes, image_shape, default_config(), 'ista')
+    self.max_search_fraction = float(self.cfg.max_search_fraction)
     if self.cfg.execution not in EXECUTIONS:
       raise ValueError(f'config.nas.execution={self.cfg.execution!r}: one of {EXECUTIONS}')
     self.support = None  # static [2, 4, 2] tuple once specialised
