@@ -1,6 +1,6 @@
 """DSNAS single-path execution: the search step against the derived child's train step.
 
-  python -m benchmarks.single_path [--config=configs/digits_dsnas.py] [--space=shufflenet_small]
+  python -m benchmarks.single_path [--config=configs/digits.py:nas/dsnas] [--space=shufflenet_small]
       [--batch_size=128] [--size=28] [--channels=1] [--steps=20] [--warmup=2]
       [--executions=switch_vjp,switch_remat,switch,masked] [--genotype=argmax]
       [--data=synthetic] [--json=/tmp/single_path.json]

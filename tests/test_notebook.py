@@ -26,7 +26,7 @@ def test_digits_notebook_runs_end_to_end():
   path = os.path.join(ROOT, 'notebooks', 'dha_digits.ipynb')
   nb = nbformat.read(path, as_version=4)
   (at,) = [i for i, c in enumerate(nb.cells)
-           if c.cell_type == 'code' and 'digits_dha.get_config' in c.source]
+           if c.cell_type == 'code' and "digits.get_config('dha')" in c.source]
   nb.cells.insert(at + 1, nbformat.v4.new_code_cell(SMALL_SEARCH))
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''))
   os.environ.update(env)  # the kernel inherits it (and the 4 fake devices of conftest)
