@@ -4,7 +4,6 @@ checkpoints, logging, and the outputs of a run (result.json, plots)."""
 import json
 import math
 import os
-import signal
 import time
 
 import jax
@@ -12,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dha_jax import budget, checkpoint, compile_cache, data, distributed, export, hpo
-from dha_jax import metrics_io, nas, optim, parallel
+from dha_jax import loop, metrics_io, nas, optim, parallel
 from dha_jax import state as state_lib
 from dha_jax import steps
 from dha_jax.augment import policies
@@ -20,8 +19,7 @@ from dha_jax.layers import conv, precision
 from dha_jax.nas import host_init
 
 
-class NonFiniteLoss(FloatingPointError):
-  pass
+NonFiniteLoss = loop.NonFiniteLoss  # (dha_jax/cli.py reports it as a run error)
 
 
 class CompileLog:
@@ -50,29 +48,6 @@ class CompileLog:
 
 
 jax.monitoring.register_event_duration_secs_listener(CompileLog.listen)
-
-
-class _Preemption:
-  """SIGTERM (preemption, `kill`, Slurm time limit) -> save at the next step and stop."""
-
-  def __init__(self):
-    self.requested = False
-    self._old = None
-
-  def __enter__(self):
-    try:
-      self._old = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
-      self._old = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
 
 
 def setup(config, mesh, abstract=False):
@@ -224,143 +199,75 @@ class Batches:
     return batch
 
 
-def _search_cap(strategy, end):
-  """The step at which the strategy's max_search_fraction of the run is over (None: no
-  cap, or the run's length is not known yet)."""
-  fraction = float(strategy.max_search_fraction or 0.0)
-  if not fraction or math.isinf(end):
-    return None
-  return max(1, int(math.ceil(fraction * end)))
-
-
-def _searching(comps, state) -> bool:
-  return bool(jax.device_get(comps.strategy.searching(state.nas_state)))
-
-
-def _all_finite(tree):
-  return all(bool(np.all(np.isfinite(x))) for x in jax.tree_util.tree_leaves(
-      jax.device_get(tree)) if np.issubdtype(np.asarray(x).dtype, np.floating))
-
-
 def train_and_evaluate(config, workdir: str, devices=None):
-  """Trains (or resumes) the run in `workdir`; returns the result dict (also result.json)."""
+  """Trains (or resumes) the run in `workdir`; returns the result dict (also result.json).
+  The loop's parts are dha_jax/loop.py's, run in this order each step."""
   t_start = time.time()
   compile_cache.enable(config.compile_cache_dir)  # before the first compile
-  clock = budget.TrainClock(config)
-  compile_start = CompileLog.now()
+  clock, compile_start = budget.TrainClock(config), CompileLog.now()
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh(devices)
   ds, comps, state, steps_per_epoch, total = setup(config, mesh)
   distributed.together(mesh, 'setup')  # before Orbax's and the first step's collectives
   ckpt = checkpoint.Checkpointer(workdir, config, config.checkpoint_every_steps,
                                  config.keep_checkpoints)
-  state = parallel.replicate(state, mesh)
-  state, resumed = ckpt.restore(state)
+  state, resumed = ckpt.restore(parallel.replicate(state, mesh))
   start = int(jax.device_get(state.step))
   if resumed:
     print(f'resumed from {ckpt.dir} at step {start}', flush=True)
   shapes = jax.tree_util.tree_map(lambda a: (a.shape, str(a.dtype)), state)
   compiled = StepCache(comps, mesh, shared=(ds.num_examples('train'), ds.num_classes, shapes))
-  train_step, eval_step = compiled(state)
   writer = metrics_io.MetricsWriter(workdir, start)
+  search = loop.SearchSchedule(comps.strategy, compiled, state, steps_per_epoch, writer,
+                               lambda s, step: _arch_pictures(workdir, comps, s, writer, step))
   progress = metrics_io.Progress(total, start, config.progress)
-  pi, pc = jax.process_index(), jax.process_count()
-  batches = parallel.prefetch_to_device(Batches(ds, comps, config, start, pi, pc), mesh)
-  searching = _searching(comps, state)
-  print(f'phase: {"search" if searching else "tune"} from step {start}', flush=True)
-  if not budget.sets_horizon(config) and int(jax.device_get(state.horizon)) != total:
-    state = budget.set_horizon(state, total)  # num_epochs / num_steps changed on resume
-  end = int(jax.device_get(state.horizon))  # the last step (the schedule's end)
-  pilot = None
-  if end == budget.UNSET:  # a time budget sets it after a pilot; until then, the budget
-    pilot, end = budget.Pilot(config, clock, steps_per_epoch), math.inf
-  cap = _search_cap(comps.strategy, end)
-  progress.total = end if math.isfinite(end) else total
-
-  step, t_log, s_log, preempted, last = start, time.time(), start, False, None
+  batches = parallel.prefetch_to_device(Batches(ds, comps, config, start, jax.process_index(),
+                                                jax.process_count()), mesh)
+  horizon = loop.Horizon(config, comps.strategy, clock, steps_per_epoch, total)
+  state = horizon.start(state)
+  progress.total = horizon.shown()
+  log = loop.StepLog(config, comps, writer, progress, clock, steps_per_epoch, start,
+                     lambda eval_step, s: evaluate(eval_step, s, ds, 'val', config, mesh))
+  guard, step, stop = loop.NonFiniteGuard(ckpt.dir), start, False
   clock.start(ckpt.elapsed_at(start) if resumed else 0.0)
   try:
-    with _Preemption() as preemption:
-      while step < end:
-        if clock.exhausted():
-          print(f'time budget of {config.time_budget_s:g} s ({config.time_budget_clock}) '
-                f'reached at step {step}; finishing the run here', flush=True)
-          writer.write(step, {'event': 'time_budget', 'train_time_s': clock.elapsed()})
-          break
-        state, metrics = train_step(state, next(batches))
-        if last is not None and not np.isfinite(float(last['train/loss'])):
-          raise NonFiniteLoss(
-              f'the training loss became {float(last["train/loss"])} at step {step}; stopped. '
-              f'The last good checkpoint is kept in {ckpt.dir}. Lower config.lr or raise '
-              'config.optimizer.grad_clip_norm, then run again in a new workdir.')
-        last = metrics
+    with loop.Preemption() as preemption:
+      while step < horizon.end and not loop.budget_spent(clock, config, writer, step):
+        state, metrics = search.train_step(state, next(batches))
+        guard.after_step(metrics, step)
         step += 1
-        if pilot is not None and (h := pilot.after_step(step)) is not None:
-          state, end, pilot = budget.set_horizon(state, h), h, None
-          progress.total = h
-          cap = _search_cap(comps.strategy, end)
-          writer.write(step, {'event': 'horizon', 'horizon': h, 'train_time_s': clock.elapsed()})
-          print(f'time budget: the schedule ends at step {h} (timed over the first steps); '
-                f'the search, if any, is capped at step {cap}', flush=True)
-        epoch_done = step % steps_per_epoch == 0
-        if step % config.log_every_steps == 0 or step == end or epoch_done:
-          metrics = jax.device_get(metrics)
-          now = time.time()
-          sps = (step - s_log) / max(now - t_log, 1e-9)
-          t_log, s_log = now, step
-          scalars = {'epoch': step / steps_per_epoch, **metrics, 'steps_per_sec': sps,
-                     'train_time_s': clock.elapsed(),
-                     'phase': 'search' if searching else 'tune'}
-          arch, nas_state, policy = distributed.host_copy(
-              (state.params['arch'], state.nas_state, state.params['policy']))
-          scalars.update(comps.strategy.metrics(arch, nas_state))
-          scalars.update(comps.policy.metrics(policy))
-          if epoch_done and config.eval_every_epochs and (
-              step // steps_per_epoch) % config.eval_every_epochs == 0:
-            scalars.update(evaluate(eval_step, state, ds, 'val', config, mesh))
-          writer.write(step, scalars)
-          progress(step, scalars['epoch'], scalars, sps)
-        capped = searching and cap is not None and step >= cap
-        if (epoch_done or capped) and step < end:  # the trained structure is the one exported
-          if epoch_done:
-            state = comps.strategy.end_of_epoch(state, step // steps_per_epoch)
-          if capped:  # config.nas.max_search_fraction: fix whatever still searches
-            state = comps.strategy.stop_search(state)
-          train_step, eval_step = compiled(state)
-          _arch_pictures(workdir, comps, state, writer, step)
-        if searching and (epoch_done or capped) and step < end and not _searching(comps, state):
-          searching = False
-          writer.write(step, {'event': 'search_end', 'epoch': step / steps_per_epoch,
-                              'search_capped': capped})
-          print(f'phase: search ended at step {step} (epoch {step / steps_per_epoch:.2f}); '
-                'the derived network trains on (tau and eta continue)', flush=True)
+        state = horizon.after_step(state, step, writer)
+        progress.total = horizon.shown()
+        log.after_step(step, horizon.end, metrics, state, search)
+        state = search.after_step(state, step, horizon)
         stop = distributed.any_process(preemption.requested)  # one SIGTERM stops all
-        if ckpt.should_save(step) or stop:
-          if not _all_finite(state.params):
-            raise NonFiniteLoss(f'parameters became non-finite by step {step}; stopped. The '
-                                f'last good checkpoint is kept in {ckpt.dir}.')
-          ckpt.save(state, step, force=stop, elapsed_s=clock.elapsed())
+        loop.save_if_due(ckpt, guard, state, step, stop, clock)
         if stop:
-          preempted = True
           break
-
-    if not preempted and last is not None and not np.isfinite(float(last['train/loss'])):
-      raise NonFiniteLoss(f'the training loss became non-finite at step {step}; stopped. '
-                          f'The last good checkpoint is kept in {ckpt.dir}.')
+    if not stop:
+      guard.at_end(step)
   except BaseException:
     # Whatever ends the loop (non-finite loss, an exception, Ctrl-C), the checkpoint writes
     # in flight finish first, so the latest checkpoint on disk is whole and restorable.
     ckpt.close()
     writer.close()
     raise
-  if preempted:
+  if stop:
     ckpt.close()
     writer.close()
     print(f'SIGTERM: saved step {step} to {ckpt.dir}; run the same command to resume.',
           flush=True)
     return {'preempted': True, 'step': step}
+  return _export(config, workdir, state, ds, comps, mesh, step, ckpt, writer, clock,
+                 t_start, compile_start)
+
+
+def _export(config, workdir, state, ds, comps, mesh, step, ckpt, writer, clock, t_start,
+            compile_start):
+  """The last state saved, then finish(): the exported child, result.json, the last
+  metrics row (the result's numbers)."""
   train_time = clock.elapsed()  # training only (the final save, test and export follow)
-  if ckpt.latest_step() != step and _all_finite(state.params):
+  if ckpt.latest_step() != step and loop.all_finite(state.params):
     ckpt.save(state, step, force=True, elapsed_s=train_time)
   ckpt.close()
   result = finish(config, workdir, state, ds, comps, mesh, step, time.time() - t_start,
@@ -374,20 +281,12 @@ def train_and_evaluate(config, workdir: str, devices=None):
   return result
 
 
-def _save_pictures(workdir, writer, step, figures):
-  """<workdir>/<name>.png and a TensorBoard image for each {name: Figure}."""
-  from dha_jax import plots  # pylint: disable=g-import-not-at-top
-  for name, fig in figures.items():
-    writer.write_images(step, {name: plots.save_figure(
-        fig, os.path.join(workdir, name + '.png'))[None]})
-
-
 def _arch_pictures(workdir, comps, state, writer, step):
   """The strategy's current architecture, drawn (host 0)."""
   if jax.process_index() != 0:
     return
   arch, nas_state = distributed.host_copy((state.params['arch'], state.nas_state))
-  _save_pictures(workdir, writer, step, comps.strategy.pictures(arch, nas_state))
+  loop.save_pictures(workdir, writer, step, comps.strategy.pictures(arch, nas_state))
 
 
 def _search_end_step(workdir):
@@ -462,8 +361,8 @@ def _pictures(workdir, result, writer, step, comps):
     from dha_jax.hpo import plot  # pylint: disable=g-import-not-at-top
     plot.plot_hparams(os.path.join(workdir, 'metrics.jsonl'),
                       os.path.join(workdir, 'hparams.png'))
-  _save_pictures(workdir, writer, step,
+  loop.save_pictures(workdir, writer, step,
                  comps.strategy.run_pictures(metrics_io.read_rows(workdir)))
   if 'policy' in result:
-    _save_pictures(workdir, writer, step, {'policy': plots.policy_figure(
+    loop.save_pictures(workdir, writer, step, {'policy': plots.policy_figure(
         result['policy']['probabilities'], result['policy']['ops'])})

@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from dha_jax import budget, experiments, metrics_io, train
+from dha_jax import budget, experiments, loop, metrics_io, train
 from dha_jax.nas import darts, darts_space
 from tests import test_dha
 
@@ -109,7 +109,7 @@ def _budget_run(workdir, monkeypatch, stop_after=None):
   c.recalibration_batches = 1
   monkeypatch.setattr(budget, 'Pilot', _FixedPilot)
   stopper = type('Stop', (_StopAfter,), {'steps': stop_after})
-  monkeypatch.setattr(train, '_Preemption', stopper)
+  monkeypatch.setattr(loop, 'Preemption', stopper)
   return c, train.train_and_evaluate(c, workdir)
 
 
@@ -134,7 +134,7 @@ def test_budget_horizon_sets_the_schedule_and_resumes_exactly(tmp_path, monkeypa
   workdir = str(tmp_path / 'resumed')
   _, first = _budget_run(workdir, monkeypatch, stop_after=10)
   assert first == {'preempted': True, 'step': 11}
-  monkeypatch.setattr(train, '_Preemption', _StopAfter)
+  monkeypatch.setattr(loop, 'Preemption', _StopAfter)
   monkeypatch.setattr(budget, 'Pilot', None)  # must not be used: the horizon is fixed
   resumed = train.train_and_evaluate(c, workdir)
   assert resumed['steps'] == HORIZON and resumed['test/loss'] == ref['test/loss']
