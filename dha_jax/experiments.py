@@ -53,19 +53,35 @@ def searchable():
   """Strategies a search variant can name: those with a fixed counterpart (the strategy
   that trains one genotype of their space, for 'sequential' and 'random')."""
   from dha_jax import nas  # pylint: disable=g-import-not-at-top
-  return sorted(k for k in nas.STRATEGIES if nas.STRATEGIES.get(k).fixed_counterpart)
+  return sorted(k for k in nas.STRATEGIES if _counterpart(nas.STRATEGIES.get(k)))
+
+
+def _counterpart(cls):
+  from dha_jax.nas import base  # pylint: disable=g-import-not-at-top
+  return cls.fixed_counterpart if issubclass(cls, base.Search) else None
 
 
 def fixed_counterpart(strategy: str) -> str:
   from dha_jax import nas  # pylint: disable=g-import-not-at-top
-  return nas.STRATEGIES.get(strategy).fixed_counterpart
+  return _counterpart(nas.STRATEGIES.get(strategy))
+
+
+def fixed_class(strategy: str):
+  """The class (a base.FixedGenotype) that trains one genotype of `strategy`'s space."""
+  from dha_jax import nas  # pylint: disable=g-import-not-at-top
+  from dha_jax.nas import base  # pylint: disable=g-import-not-at-top
+  name = fixed_counterpart(strategy)
+  cls = nas.STRATEGIES.get(name) if name else None
+  if cls is None or not issubclass(cls, base.FixedGenotype):
+    raise ValueError(f'strategy {strategy!r} names no fixed counterpart that trains a given '
+                     f'genotype ({name!r}: a registered base.FixedGenotype is needed)')
+  return cls
 
 
 def genotype_flag(strategy: str, genotype) -> str:
   """The flag that makes `strategy`'s fixed counterpart train `genotype` (a search's
   result.json entry) from scratch: sequential's second half."""
-  from dha_jax import nas  # pylint: disable=g-import-not-at-top
-  return nas.STRATEGIES.get(fixed_counterpart(strategy)).genotype_flag(genotype)
+  return fixed_class(strategy).genotype_flag(genotype)
 
 
 def parse(arg: str, default_strategy: str):
@@ -117,14 +133,13 @@ def apply(c, arg: str, search: dict, default_strategy: str = 'ista', hpo=None,
   if variant in ('nas', 'dha'):
     c.nas = nas_config(strategy, search[strategy])
   elif variant in ('sequential', 'random'):  # a fixed genotype of the searched space
-    from dha_jax import nas  # pylint: disable=g-import-not-at-top
-    fixed = fixed_counterpart(strategy)
+    fixed = fixed_class(strategy)
     if variant == 'random':
-      c.nas = nas_config(fixed, search[strategy])
-      nas.STRATEGIES.get(fixed).configure_random(c.nas)
+      c.nas = nas_config(fixed_counterpart(strategy), search[strategy])
+      fixed.configure_random(c.nas)
     else:  # the derived genotype, from scratch (compare.py sets it)
       c.nas = retrain_config(strategy, search[strategy])
-      nas.STRATEGIES.get(fixed).configure_derived(c.nas)
+      fixed.configure_derived(c.nas)
   if variant == 'none':
     c.preprocess.kind, c.preprocess.flip, c.preprocess.cutout = 'none', False, 0
     c.policy.name = 'none'

@@ -48,7 +48,7 @@ class Preemption:
 def search_cap(strategy, end):
   """The step at which the strategy's max_search_fraction of the run is over (None: no
   cap, or the run's length is not known yet)."""
-  fraction = float(strategy.max_search_fraction or 0.0)
+  fraction = float(strategy.search.max_search_fraction or 0.0)
   if not fraction or math.isinf(end):
     return None
   return max(1, int(math.ceil(fraction * end)))
@@ -70,7 +70,7 @@ class Horizon:
         jax.device_get(state.horizon)) != self.total:
       state = budget.set_horizon(state, self.total)
     self.end = int(jax.device_get(state.horizon))
-    if self.end == budget.UNSET:  # a time budget sets it after a pilot; until then, the budget
+    if self.end == budget.UNSET:  # a time budget: the pilot sets it; until then, the budget
       self.pilot = budget.Pilot(self.config, self.clock, self.steps_per_epoch)
       self.end = math.inf
     self.cap = search_cap(self.strategy, self.end)
@@ -86,14 +86,15 @@ class Horizon:
       return state
     state, self.end, self.pilot = budget.set_horizon(state, h), h, None
     self.cap = search_cap(self.strategy, self.end)
-    writer.write(step, {'event': 'horizon', 'horizon': h, 'train_time_s': self.clock.elapsed()})
+    writer.write(step, {'event': 'horizon', 'horizon': h,
+                        'train_time_s': self.clock.elapsed()})
     print(f'time budget: the schedule ends at step {h} (timed over the first steps); '
           f'the search, if any, is capped at step {self.cap}', flush=True)
     return state
 
 
 def searching(strategy, state) -> bool:
-  return bool(jax.device_get(strategy.searching(state.nas_state)))
+  return bool(jax.device_get(strategy.search.searching(state.nas_state)))
 
 
 class SearchSchedule:
@@ -120,15 +121,16 @@ class SearchSchedule:
     if not (epoch_done or capped) or step >= horizon.end:
       return state  # the trained structure is the one exported
     if epoch_done:
-      state = self.strategy.end_of_epoch(state, step // self.steps_per_epoch)
+      state = self.strategy.search.end_of_epoch(state, step // self.steps_per_epoch)
     if capped:  # max_search_fraction: fix whatever still searches
-      state = self.strategy.stop_search(state)
+      state = self.strategy.search.stop_search(state)
     self.train_step, self.eval_step = self.compiled(state)
     self.draw(state, step)
     if self.searching and not searching(self.strategy, state):
       self.searching = False
       epoch = step / self.steps_per_epoch
-      self.writer.write(step, {'event': 'search_end', 'epoch': epoch, 'search_capped': capped})
+      self.writer.write(step, {'event': 'search_end', 'epoch': epoch,
+                               'search_capped': capped})
       print(f'phase: search ended at step {step} (epoch {epoch:.2f}); the derived network '
             'trains on (tau and eta continue)', flush=True)
     return state

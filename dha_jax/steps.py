@@ -49,15 +49,15 @@ class Components:
     self.config, self.strategy, self.policy, self.hpo = config, strategy, policy, hpo
     self.txs, self.lr_factor = txs, lr_factor
     self.aux_weight = float(strategy.aux_weight)
-    self.arch_objective = strategy.arch_objective
+    self.arch_objective = strategy.search.arch_objective
     # the extra batches the step reads, from the declared objectives (train.py feeds them)
-    self.feeds_arch_batch = strategy.arch_objective == 'val'  # 'arch_image', 'arch_label'
+    self.feeds_arch_batch = strategy.search.arch_objective == 'val'  # 'arch_image', 'arch_label'
     self.feeds_hpo_batch = hpo.objective in ('val', 'train', 'forward')  # 'hpo_image', ...
     self.feeds_policy_batch = policy.objective == 'val'  # 'policy_image', 'policy_label'
 
   def inactive_net(self, net_params):
     """Weights the strategy's network does not use this step (static; none by default)."""
-    active = self.strategy.active_net(net_params)
+    active = self.strategy.sparse.active_net(net_params)
     if active is None:
       return frozenset()
     return sparse_update.inactive_paths(net_params, active)
@@ -65,7 +65,7 @@ class Components:
   def active_mask(self, net_params, nas_state):
     """Traced flags of the weights used this step when only the step knows them (ISTA's
     traced support: strategy.active_mask), else None."""
-    return self.strategy.active_mask(net_params, nas_state)
+    return self.strategy.sparse.active_mask(net_params, nas_state)
 
   def modules(self):
     """The modules defining the components (their source is part of a compiled step's
@@ -101,7 +101,7 @@ def make_train_step(c: Components):
     n = labels.shape[0]
     images = preprocess.train_transform(preprocess.to_float(batch['image']),
                                         sample_keys(k_data, n), cfg.preprocess)
-    searching = c.strategy.searching(state.nas_state)
+    searching = c.strategy.search.searching(state.nas_state)
     images, pol_aux = c.policy.augment(state.params['policy'], images, k_policy,
                                        sample_keys(k_policy, n), searching)
     images = preprocess.normalize(images, cfg.dataset.mean, cfg.dataset.std)
@@ -147,7 +147,7 @@ def make_train_step(c: Components):
         losses = losses + c.aux_weight * cross_entropy(aux.pop('aux_logits'), labels,
                                                        cfg.label_smoothing)
       loss = jnp.mean(losses)
-      total = (loss + c.strategy.arch_loss(params['arch'], state.nas_state, aux)
+      total = (loss + c.strategy.search.arch_loss(params['arch'], state.nas_state, aux)
                + c.policy.loss(params['policy'], pol_aux,
                                jax.lax.stop_gradient(losses if scores is None else scores)))
       acc = jnp.mean(jnp.argmax(logits, -1) == labels)
@@ -179,12 +179,12 @@ def make_train_step(c: Components):
     for g in ('arch', 'policy'):
       updates, new_opt[g] = c.txs[g].update(grads[g], state.opt_state[g], state.params[g])
       new_params[g] = optax.apply_updates(state.params[g], updates)
-    new_params['arch'] = c.strategy.keep_fixed(state.params['arch'], new_params['arch'],
+    new_params['arch'] = c.strategy.search.keep_fixed(state.params['arch'], new_params['arch'],
                                                state.nas_state)
     new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt,
                               hparams=upd.hparams,
                               batch_stats=parallel.pmean(new_bs),
-                              nas_state=c.strategy.after_step(state.nas_state, aux))
+                              nas_state=c.strategy.search.after_step(state.nas_state, aux))
     metrics = parallel.pmean({'train/loss': loss, 'train/accuracy': acc})
     metrics.update(upd.metrics)
     return new_state, metrics
@@ -229,7 +229,7 @@ def compile_steps(c: Components, mesh, wrap=None):
   R, S = parallel.REPLICATED, parallel.SHARDED
   wrap = wrap or (lambda fn, name: fn)
   train = sharded_train_step(c, mesh)
-  if c.strategy.skips_inactive:  # weights its network does not use stay outside the call
+  if c.strategy.sparse.skips_inactive:  # weights its network does not use stay outside the call
     train = sparse_update.SkipInactive(train, c.inactive_net)  # (jitted again inside it)
   else:
     train = wrap(train, 'train')

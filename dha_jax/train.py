@@ -120,8 +120,8 @@ class StepCache:
   def components(self, state):
     """(static key, the components with the strategy specialised to it) for `state`."""
     strategy = self.comps.strategy
-    key = strategy.static_key(jax.device_get(state.nas_state))
-    specialized = strategy if key is None else strategy.specialize(key)
+    key = strategy.sparse.static_key(jax.device_get(state.nas_state))
+    specialized = strategy if key is None else strategy.sparse.specialize(key)
     return key, self.comps.with_strategy(specialized)
 
   def __call__(self, state):
@@ -286,7 +286,7 @@ def _arch_pictures(workdir, comps, state, writer, step):
   if jax.process_index() != 0:
     return
   arch, nas_state = distributed.host_copy((state.params['arch'], state.nas_state))
-  loop.save_pictures(workdir, writer, step, comps.strategy.pictures(arch, nas_state))
+  loop.save_pictures(workdir, writer, step, comps.strategy.search.pictures(arch, nas_state))
 
 
 def _search_end_step(workdir):
@@ -362,7 +362,7 @@ def _pictures(workdir, result, writer, step, comps):
     plot.plot_hparams(os.path.join(workdir, 'metrics.jsonl'),
                       os.path.join(workdir, 'hparams.png'))
   loop.save_pictures(workdir, writer, step,
-                 comps.strategy.run_pictures(metrics_io.read_rows(workdir)))
+                 comps.strategy.search.run_pictures(metrics_io.read_rows(workdir)))
   if 'policy' in result:
     loop.save_pictures(workdir, writer, step, {'policy': plots.policy_figure(
         result['policy']['probabilities'], result['policy']['ops'])})

@@ -81,10 +81,11 @@ def toys():
     return jnp.minimum(255, jnp.arange(256, dtype=jnp.int32) + up)
 
   @nas_base.STRATEGIES.register('toy_pick')
-  class PickOne(nas_base.Strategy):
+  class PickOne(nas_base.Search, nas_base.FixedGenotype, nas_base.Strategy):
     """Searches which of CANDIDATES heads the network (the softmax(alpha)-weighted sum
     of both, DARTS-like, alpha on the training loss); with config.nas.genotype set it
-    trains that one alone, so it is its own fixed counterpart (as DSNAS is)."""
+    trains that one alone, so it is its own fixed counterpart (as DSNAS is): it mixes in
+    the Search and FixedGenotype parts (nas/base.py)."""
     fixed_counterpart = 'toy_pick'
 
     @classmethod

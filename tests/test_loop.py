@@ -39,6 +39,11 @@ class _Writer:
     return [(s, r) for s, r in self.rows if r.get('event') == name]
 
 
+def _capped(fraction):
+  """A strategy whose search part stops at `fraction` of the run (Horizon reads it)."""
+  return types.SimpleNamespace(search=types.SimpleNamespace(max_search_fraction=fraction))
+
+
 class _Clock:
   def __init__(self, spent=False):
     self.spent = spent
@@ -61,11 +66,11 @@ def _config(**kw):
 def test_horizon_from_the_config_and_the_search_cap():
   """Without a time budget the horizon is the config's length (also when a resumed
   state holds another: num_epochs changed), the cap ceil(fraction x horizon), none at 0."""
-  h = loop.Horizon(_config(), types.SimpleNamespace(max_search_fraction=0.3), _Clock(), 4, 50)
+  h = loop.Horizon(_config(), _capped(0.3), _Clock(), 4, 50)
   state = h.start(_state(horizon=40))
   assert int(state.horizon) == 50 and h.end == 50 and h.cap == 15 and h.shown() == 50
   assert h.after_step(state, 1, _Writer()) is state  # nothing left to time
-  h = loop.Horizon(_config(), types.SimpleNamespace(max_search_fraction=0.0), _Clock(), 4, 50)
+  h = loop.Horizon(_config(), _capped(0.0), _Clock(), 4, 50)
   h.start(_state(horizon=50))
   assert h.cap is None
 
@@ -83,7 +88,7 @@ def test_horizon_from_the_pilot_under_a_time_budget(monkeypatch):
 
   monkeypatch.setattr(budget, 'Pilot', Pilot)
   config = _config(time_budget_s=60.0)
-  h = loop.Horizon(config, types.SimpleNamespace(max_search_fraction=0.3), _Clock(), 4, 50)
+  h = loop.Horizon(config, _capped(0.3), _Clock(), 4, 50)
   state, writer = h.start(_state(horizon=budget.UNSET)), _Writer()
   assert math.isinf(h.end) and h.cap is None and h.shown() == 50
   for step in range(1, 7):
@@ -91,8 +96,7 @@ def test_horizon_from_the_pilot_under_a_time_budget(monkeypatch):
   assert int(state.horizon) == 40 and (h.end, h.cap, h.shown()) == (40, 12, 40)
   assert writer.events('horizon') == [(5, {'event': 'horizon', 'horizon': 40,
                                            'train_time_s': 12.5})]
-  resumed = loop.Horizon(config, types.SimpleNamespace(max_search_fraction=0.3), _Clock(), 4,
-                         50)
+  resumed = loop.Horizon(config, _capped(0.3), _Clock(), 4, 50)
   resumed.start(_state(horizon=40))
   assert resumed.pilot is None and (resumed.end, resumed.cap) == (40, 12)
 
@@ -102,6 +106,10 @@ class _Strategy:
 
   def __init__(self, stop_epoch):
     self.stop_epoch, self.calls = stop_epoch, []
+
+  @property
+  def search(self):  # the loop calls the strategy's Search part (nas/base.py)
+    return self
 
   def searching(self, nas_state):
     return nas_state['searching']

@@ -96,7 +96,7 @@ def _with_nas_state(state, host):
 
 
 @base.STRATEGIES.register('dsnas')
-class DSNAS(base.Strategy):
+class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
   """Single-path search over a choice space (dha_jax/nas/base.py's contract)."""
   fixed_counterpart = 'dsnas'
   init_on_host = True  # host_init.variables

@@ -50,7 +50,7 @@ from dha_jax import optim
 from dha_jax.layers import conv
 from dha_jax.nas import base, darts_space
 from dha_jax.nas.sparse_recovery import lasso
-from dha_jax.nas.darts import CellStrategy
+from dha_jax.nas.cell_strategy import CellStrategy
 
 CELLS = ('normal', 'reduce')
 EXECUTIONS = ('traced', 'static', 'masked')
@@ -166,7 +166,7 @@ def measurement_matrices(space, seed):
 
 
 @base.STRATEGIES.register('ista')
-class ISTA(CellStrategy):
+class ISTA(base.SparseExecution, CellStrategy):
   """Sparse-coding search of a DARTS cell (dha_jax/nas/base.py's contract)."""
   fixed_counterpart = 'darts_fixed'
   may_differ = ('freeze_threshold', 'max_search_fraction')
