@@ -76,8 +76,10 @@ def _describe(obj):
   return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
 
 
-def import_modules(package_name, package_path):
+def import_modules(package_name, package_path, skip=()):
   """Imports every module of a package (its __init__ calls this with __name__ and
-  __path__), so that each registers what it defines."""
+  __path__), so that each registers what it defines; `skip`: modules that register
+  nothing and cost at import (matplotlib, whose backend they set: kept off until drawn)."""
   for info in pkgutil.iter_modules(package_path):
-    importlib.import_module(f'{package_name}.{info.name}')
+    if info.name not in skip:
+      importlib.import_module(f'{package_name}.{info.name}')

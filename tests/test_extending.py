@@ -268,3 +268,18 @@ def test_the_registries_list_the_toys_and_errors_name_the_valid_ones(toys):
     data.SOURCES.get('halfs')
   with pytest.raises(ValueError, match=r"'dim' is already registered"):
     policy_base.POLICIES.register('dim')(object)
+
+
+def test_importing_the_packages_registers_every_component_without_matplotlib():
+  """Each package imports its modules so they register, but not the plotting ones: a
+  notebook importing dha_jax keeps its matplotlib backend (they set 'Agg')."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ('import sys, dha_jax.train\n'
+          'from dha_jax import hpo, nas\n'
+          "assert 'matplotlib' not in sys.modules, sorted(m for m in sys.modules if 'plot' in m)\n"
+          "print(nas.STRATEGIES.names(), hpo.HANDLERS.names())")
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "['darts', 'darts_fixed', 'dsnas', 'ista', 'none'] ['fixed', 'hypergrad']" in out.stdout

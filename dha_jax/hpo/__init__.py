@@ -42,4 +42,4 @@ def create(config):
   return HANDLERS.get(learned if config.hpo.get('enabled', False) else 'fixed')(config)
 
 
-registry.import_modules(__name__, __path__)
+registry.import_modules(__name__, __path__, skip=('plot',))

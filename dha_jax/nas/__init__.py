@@ -1,8 +1,8 @@
 """Architecture strategies. A strategy owns the network forward: it may sample a child
 (DSNAS), weight a sparse cell (ISTA) or just run a fixed network ('none').
 
-The contract is dha_jax/nas/base.py's Strategy (required members abstract, the rest with
-a fixed network's behaviour); fixed.FixedNetwork is the simplest complete example. A
+The contract is dha_jax/nas/base.py's Strategy, with its opt-in parts (Search,
+SparseExecution, FixedGenotype); fixed.FixedNetwork is the simplest complete example. A
 strategy registers itself with `@base.STRATEGIES.register(name)` on its class; every
 module of this package is imported here, so a new file is all a new strategy needs.
 """
@@ -11,7 +11,7 @@ from dha_jax import registry
 from dha_jax.nas import base
 
 STRATEGIES = base.STRATEGIES
-registry.import_modules(__name__, __path__)
+registry.import_modules(__name__, __path__, skip=('ista_plot',))
 
 
 def default_config(name):
