@@ -51,7 +51,7 @@ class Components:
     self.aux_weight = float(strategy.aux_weight)
     self.arch_objective = strategy.search.arch_objective
     # the extra batches the step reads, from the declared objectives (train.py feeds them)
-    self.feeds_arch_batch = strategy.search.arch_objective == 'val'  # 'arch_image', 'arch_label'
+    self.feeds_arch_batch = self.arch_objective == 'val'  # 'arch_image', 'arch_label'
     self.feeds_hpo_batch = hpo.objective in ('val', 'train', 'forward')  # 'hpo_image', ...
     self.feeds_policy_batch = policy.objective == 'val'  # 'policy_image', 'policy_label'
 
