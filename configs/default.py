@@ -70,7 +70,8 @@ def get_config():
   m.bn_momentum = 0.9
   c.conv_impl = 'auto'     # 'auto' | 'xla' | 'im2col': how convolutions are computed (see dha_jax/layers/conv.py)
   c.compute_dtype = 'float32'  # 'float32' | 'bfloat16' | 'auto' (bf16 on gpu/tpu): convs and BN
-  #                          outputs; params, statistics, losses, tau/alpha/eta stay float32
+  #                          outputs; params, statistics, losses, tau/alpha/eta stay float32;
+  #                          'float64' (with JAX_ENABLE_X64=1): everything, a numerics check
 
   # ---- optimisation of theta -----------------------------------------------------
   c.batch_size = 128       # global batch, split across devices (must divide evenly)

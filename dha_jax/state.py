@@ -7,6 +7,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from dha_jax.layers import precision
+
 PARAM_GROUPS = ('net', 'arch', 'policy')
 
 
@@ -39,9 +41,16 @@ def create(config, strategy, policy, hpo, txs, image_shape, rng,
   hparams = hpo.init()
   opt_state = {g: txs[g].init(params[g]) for g in PARAM_GROUPS}
   opt_state['hparams'] = hpo.init_opt_state(hparams, params['net'])
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, hparams=hparams,
-                    batch_stats=batch_stats, opt_state=opt_state, nas_state=nas_state,
-                    rng=k_state, horizon=jnp.asarray(horizon, jnp.int32))
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, hparams=hparams,
+                     batch_stats=batch_stats, opt_state=opt_state, nas_state=nas_state,
+                     rng=k_state, horizon=jnp.asarray(horizon, jnp.int32))
+  return _in_float64(state) if precision.compute_dtype() == jnp.float64 else state
+
+
+def _in_float64(tree):
+  """Every float leaf as float64 (config.compute_dtype='float64', a numerics check)."""
+  return jax.tree_util.tree_map(
+      lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
 def run_once(fn, *args):

@@ -116,3 +116,20 @@ def test_resolve_auto_and_bad_names():
   with precision.use('bfloat16'):
     assert precision.compute_dtype() == jnp.bfloat16
   assert precision.compute_dtype() == jnp.float32  # restored (conftest: float32)
+  with pytest.raises(ValueError, match="compute_dtype='float64' needs .*JAX_ENABLE_X64=1"):
+    precision.resolve('float64')  # the suite runs without 64-bit mode
+  with jax.enable_x64(True):
+    assert precision.resolve('float64') == jnp.float64
+
+
+def test_float64_state_is_float64_in_every_float_leaf(test_config):
+  """config.compute_dtype='float64' (a numerics check): the whole TrainState in float64,
+  integer leaves (step, PRNG key, horizon) as they were."""
+  from dha_jax import parallel, train  # pylint: disable=g-import-not-at-top
+  test_config.compute_dtype = 'float64'
+  with jax.enable_x64(True):
+    _, _, state, _, _ = train.setup(test_config, parallel.make_mesh(jax.devices()[:1]),
+                                    abstract=True)
+  dtypes = {jnp.dtype(a.dtype) for a in jax.tree_util.tree_leaves(state)}
+  assert jnp.dtype(jnp.float64) in dtypes and jnp.dtype(jnp.float32) not in dtypes, dtypes
+  assert state.step.dtype == jnp.int32 and state.horizon.dtype == jnp.int32
