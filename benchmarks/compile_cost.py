@@ -5,7 +5,7 @@
       [--synthetic=28,28,1] [--override=batch_size=64] [--steps=5]
 
 Each row runs the training loop's step (train.StepCache, as a run compiles it) in two
-fresh processes over one empty cache directory (dha_jax/compile_cache.py): the first
+fresh processes over one empty cache directory (dha_jax/core/compile_cache.py): the first
 compiles cold (trace + lower + XLA compile, seconds from JAX's monitoring events), the
 second finds the kept executable (its load). The first also times `--steps` steps after
 two warm-up steps (median ms). Rows already in --out are not measured again (a
@@ -89,7 +89,8 @@ def measure_one(row):
   import time  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dha_jax import compile_cache, parallel, train  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import compile_cache, parallel  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import train  # pylint: disable=g-import-not-at-top
   c = row_config(row)
   compile_cache.enable(c.compile_cache_dir)
   mesh = parallel.make_mesh(None)

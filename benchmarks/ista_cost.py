@@ -25,8 +25,9 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from dha_jax import parallel, steps, train
+from dha_jax.core import parallel
 from dha_jax.nas import darts, ista
+from dha_jax.training import steps, train
 
 flags.DEFINE_integer('layers', 3, 'config.nas.layers (cells)')
 flags.DEFINE_integer('channels', 8, 'config.nas.channels')

@@ -16,7 +16,7 @@ import os
 
 from absl import app, flags
 
-from dha_jax import metrics_io
+from dha_jax.io import metrics_io
 
 FLAGS = flags.FLAGS
 

@@ -134,8 +134,9 @@ class Step:
 
   def __init__(self, name, config, mesh, batches=None):
     import jax  # pylint: disable=g-import-not-at-top
-    from dha_jax import parallel, train  # pylint: disable=g-import-not-at-top
-    from dha_jax import steps as steps_lib  # pylint: disable=g-import-not-at-top
+    from dha_jax.core import parallel  # pylint: disable=g-import-not-at-top
+    from dha_jax.training import train  # pylint: disable=g-import-not-at-top
+    from dha_jax.training import steps as steps_lib  # pylint: disable=g-import-not-at-top
     self.name, self.config = name, config
     self.ds, self.comps, state, _, _ = train.setup(config, mesh)
     self.strategy = self.comps.strategy
@@ -172,7 +173,7 @@ class Step:
 
 def make_batches(ds, comps, config, mesh, n=4):
   """n global batches (with the HPO batch when the config's eta objective needs one)."""
-  from dha_jax import parallel  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import parallel  # pylint: disable=g-import-not-at-top
   it = ds.train_iterator('train', config.batch_size, config.seed)
   hpo_it = None
   if comps.hpo.objective in ('val', 'train'):
@@ -214,7 +215,8 @@ def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from dha_jax import data, parallel  # pylint: disable=g-import-not-at-top
+  from dha_jax import data  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import parallel  # pylint: disable=g-import-not-at-top
 
   if FLAGS.cache_dir:
     jax.config.update('jax_compilation_cache_dir', FLAGS.cache_dir)

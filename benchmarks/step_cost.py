@@ -46,8 +46,9 @@ def memory_bytes(compiled) -> Optional[int]:
 def build(config, devices=None) -> Built:
   """Compiles the step of `config` on resident batches (4 of them, reused in turn)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from dha_jax import parallel, train  # pylint: disable=g-import-not-at-top
-  from dha_jax import steps as steps_lib  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import parallel  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import train  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import steps as steps_lib  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh(devices)
   ds, comps, state, _, _ = train.setup(config, mesh)
   state = parallel.replicate(state, mesh)

@@ -1,5 +1,5 @@
 """CIFAR-10 from TFDS. The config argument picks the variant of the papers' comparison
-(dha_jax/experiments.py); without one, the fixed-network baseline:
+(dha_jax/comparison/experiments.py); without one, the fixed-network baseline:
 
   python -m dha_jax.main --config=configs/cifar10.py --workdir=/tmp/cifar10
   python -m dha_jax.main --config=configs/cifar10.py:dha --workdir=/tmp/cifar10_dha
@@ -19,7 +19,7 @@ whose genotype sequential/darts trains at DARTS's evaluation size (20 cells, C =
 """
 
 from configs import default
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 SEARCH = {
     'ista': {'channels': 36, 'layers': 20, 'auxiliary_weight': 0.4, 'drop_path': 0.2,

@@ -8,7 +8,7 @@ variant and the dataset, separated by '/', in any order (defaults wrn28_10, fixe
   python -m dha_jax.main --config=configs/cifar_zoo.py:da_hpo --config.model.name=wrn40_2 \
       --workdir=W   # swaps the network only: the argument also sets its recipe
 
-Variants: the fixed-network ones of dha_jax/experiments.py (fixed, randaugment,
+Variants: the fixed-network ones of dha_jax/comparison/experiments.py (fixed, randaugment,
 trivialaugment, da, hpo, da_hpo); the search variants have no space here.
 Recipe (Fast AutoAugment's published configs for these networks, which Table 2 compares
 against; DiffAutoML gives none of its own): crop+flip, Cutout 16, Nesterov SGD with a
@@ -37,7 +37,7 @@ forward/backward a step: about twice that.
 """
 
 from configs import cifar10, cifar100
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 RECIPES = {  # FAA's confs/{wresnet28x10,wresnet40x2,pyramid272}_cifar.yaml
     'wrn28_10': {'batch_size': 128, 'num_epochs': 200, 'lr': 0.1, 'weight_decay': 5e-4},

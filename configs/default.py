@@ -13,8 +13,8 @@ augmentation) on the offline digits set: ~97% test accuracy in well under a minu
 
 import ml_collections
 
-from dha_jax import compile_cache
 from dha_jax.augment import ops
+from dha_jax.core import compile_cache
 from dha_jax.hpo import hypergrad
 
 
@@ -83,7 +83,8 @@ def get_config():
   #                               threads: a fair budget when other jobs share the machine)
   c.time_budget_sets_horizon = True  # with a budget, the lr schedule ends when it ends: a pilot
   #                                    times the first steps and fixes the run's length in steps
-  #                                    (num_epochs / num_steps are then ignored; dha_jax/budget.py)
+  #                                    (num_epochs / num_steps are then ignored;
+  #                                    dha_jax/training/budget.py)
   c.time_budget_pilot_steps = 20  # steps timed (after the first, which compiles) for that
   c.optimizer = o = ml_collections.ConfigDict()
   o.name = 'sgd'           # 'sgd' (momentum) | 'nesterov' | 'adam' | 'adamw'
@@ -133,7 +134,7 @@ def get_config():
   c.checkpoint_every_steps = 500
   c.keep_checkpoints = 2
   c.progress = True        # console progress line
-  # compiled programs kept for the next run on this machine (dha_jax/compile_cache.py):
+  # compiled programs kept for the next run on this machine (dha_jax/core/compile_cache.py):
   # $DHA_JAX_CACHE_DIR, else $XDG_CACHE_HOME/dha_jax/xla, else ~/.cache/dha_jax/xla; '' = off
   c.compile_cache_dir = compile_cache.default_dir()
   return c

@@ -1,5 +1,5 @@
 """The embedded demo: scikit-learn's 8x8 digits, offline, on CPU. The config argument
-picks the variant of the papers' comparison (dha_jax/experiments.py):
+picks the variant of the papers' comparison (dha_jax/comparison/experiments.py):
 
   python -m dha_jax.main --config=configs/digits.py --workdir=/tmp/digits            # fixed
   python -m dha_jax.main --config=configs/digits.py:da --workdir=/tmp/digits_da      # + tau
@@ -22,7 +22,7 @@ The measured runs and the flags that reproduce the earlier per-variant files
 """
 
 from configs import default
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 SEARCH = {'dsnas': {'stem_channels': 16, 'stage_repeats': (2, 2), 'stage_channels': (32, 64),
                     'last_channels': 128, 'warmup_epochs': 1, 'search_epochs': 6,

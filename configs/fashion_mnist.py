@@ -1,6 +1,6 @@
 """Fashion-MNIST (the real data: `apt-get install dataset-fashion-mnist`), 60k train (5k
 of them held out as val) / 10k test, 28x28 grey. The config argument picks the variant of
-the papers' comparison (dha_jax/experiments.py):
+the papers' comparison (dha_jax/comparison/experiments.py):
 
   python -m dha_jax.main --config=configs/fashion_mnist.py --workdir=/tmp/fm          # fixed
   python -m dha_jax.main --config=configs/fashion_mnist.py:dha --workdir=/tmp/fm_dha
@@ -23,7 +23,7 @@ docs/results.md's Fashion-MNIST section has the whole comparison and what limits
 """
 
 from configs import default
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 # ISTA's codes: Adam at 3e-3, 10x docs/method.md's 3e-4. Adam moves a code entry by at most lr a
 # step, the codes start at std 0.1, and a 5-CPU-minute run on the 5,000-image subset

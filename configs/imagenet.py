@@ -1,6 +1,6 @@
 """ImageNet (TFDS imagenet2012, streamed): random-resized crop + flip at 224 px,
 SGD-momentum cosine, label smoothing 0.1. The config argument picks the variant of the
-papers' comparison (dha_jax/experiments.py), after '/' the architecture strategy and,
+papers' comparison (dha_jax/comparison/experiments.py), after '/' the architecture strategy and,
 after a second '/', the choice space of DSNAS (default: ShuffleNet):
 
   python -m dha_jax.main --config=configs/imagenet.py --workdir=gs://bucket/imnet
@@ -41,7 +41,7 @@ wd 4e-5).
 """
 
 from configs import default
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 # DSNAS's space per third part of the config argument ('<v>/dsnas/<space>').
 DSNAS_SPACES = {

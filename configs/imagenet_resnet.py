@@ -29,7 +29,7 @@ da_hpo's 'val' hypergradient adds one forward/backward a step: about twice that.
 """
 
 from configs import imagenet
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 RECIPES = {  # FAA's confs/resnet50_b512.yaml, resnet200_b256.yaml, linearly scaled
     'resnet50': {'batch_size': 1024, 'lr': 0.4},

@@ -2,7 +2,7 @@
 image-folder layout: <data_dir>/train/<event>/*.jpg and <data_dir>/test/<event>/*.jpg.
 The download has one folder per event; split each 70/30 into train/ and test/ (the DHA
 paper does not publish its split). The config argument picks the variant of the papers'
-comparison (dha_jax/experiments.py):
+comparison (dha_jax/comparison/experiments.py):
 
   python -m dha_jax.main --config=configs/sport8.py --workdir=/tmp/sport8 \
       --config.dataset.data_dir=/data/sport8
@@ -20,7 +20,7 @@ few seconds on one GPU; on 2 CPU cores only the test-sized overrides are practic
 """
 
 from configs import default
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 SEARCH = {
     'ista': {'stem': 'imagenet', 'channels': 48, 'layers': 14, 'auxiliary_weight': 0.4,

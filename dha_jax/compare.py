@@ -5,7 +5,7 @@
       [--reference=fixed] [--budget_minutes=15 --budget_clock=process] [--search=dsnas] \
       [--override=--config.batch_size=64 ...]
 
-Each variant (dha_jax/experiments.py) and seed runs as `python -m dha_jax.main
+Each variant (dha_jax/comparison/experiments.py) and seed runs as `python -m dha_jax.main
 --config=<config>:<variant> ... --config.seed=<s>` in <workdir>/<variant>/seed<s>, its
 output also in compare.log there. 'sequential' runs the NAS-alone search first
 (<workdir>/sequential_search/seed<s>) and then trains the derived genotype from scratch
@@ -39,8 +39,8 @@ import sys
 
 from absl import app, flags
 
-from dha_jax import compare_report as report
-from dha_jax import experiments, stats
+from dha_jax.comparison import experiments, stats
+from dha_jax.comparison import compare_report as report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('config', None, 'A dataset config file that takes a variant argument.')
@@ -191,7 +191,7 @@ LR_GRID = (0.5, 1.0, 2.0)  # lr_grid's factors of config.lr
 
 def base_value(field):
   """config.<field> of the runs: the config file's, or the last --override of it."""
-  from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import config_util  # pylint: disable=g-import-not-at-top
   value = config_util.load(f'{FLAGS.config}:fixed')[field]
   for o in FLAGS.override:
     if o.startswith(f'--config.{field}='):
@@ -217,7 +217,7 @@ def third_of_the_length():
 
 def final_val_accuracy(workdir):
   """The last val/accuracy a run logged: its exported model's (train.finish)."""
-  from dha_jax import metrics_io  # pylint: disable=g-import-not-at-top
+  from dha_jax.io import metrics_io  # pylint: disable=g-import-not-at-top
   accs = [r['val/accuracy'] for r in metrics_io.read_rows(workdir) if 'val/accuracy' in r]
   if not accs:
     raise RunFailed('logged no val/accuracy (lr_grid chooses on it)', workdir)

@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dha_jax import cli
+from dha_jax.core import cli
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Path to a config file (get_config()).',
@@ -45,10 +45,10 @@ def _run():
   # (a collective, a checkpoint barrier, a compile) without stopping it.
   faulthandler.register(signal.SIGUSR1, all_threads=True)
   if _multi_process():
-    from dha_jax import distributed  # pylint: disable=g-import-not-at-top
+    from dha_jax.core import distributed  # pylint: disable=g-import-not-at-top
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                            FLAGS.process_id, FLAGS.distributed_timeout_s)
-  from dha_jax import train  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import train  # pylint: disable=g-import-not-at-top
   result = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   return 0 if result else 1
 
@@ -64,7 +64,7 @@ def _known_fields(config, prefix=''):
 
 def _config_of(argv):
   """The config file's get_config(arg) without overrides, to list its valid fields."""
-  from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import config_util  # pylint: disable=g-import-not-at-top
   return config_util.load(next(a.split('=', 1)[1] for a in argv if a.startswith('--config=')))
 
 
@@ -83,7 +83,7 @@ def parse_flags(argv):
       names = _known_fields(_config_of(argv))
     except Exception:  # pylint: disable=broad-except
       names = []
-    from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+    from dha_jax.core import config_util  # pylint: disable=g-import-not-at-top
     near = config_util.nearest(bad[len('config.'):], names)
     hint = f"; did you mean {', '.join('config.' + n for n in near)}?" if near else ''
     print(f'error: --{bad}: the config has no field {bad!r}{hint} (configs/default.py lists '

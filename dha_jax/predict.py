@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from dha_jax import cli
+from dha_jax.core import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', None, 'The model/ folder of a finished run.')
@@ -52,7 +52,7 @@ def main(argv):
   files = argv[1:]
   if not files:
     raise app.UsageError('give one or more image files after the flags')
-  from dha_jax import export  # pylint: disable=g-import-not-at-top
+  from dha_jax.io import export  # pylint: disable=g-import-not-at-top
   model = export.load_model(FLAGS.model)
   h, w, c = model.input_shape
   if h != w:

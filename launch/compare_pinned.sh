@@ -9,7 +9,7 @@
 # Run it again to resume (finished runs are skipped).
 set -uo pipefail
 n=${1:?number of processes}; config=${2:?config file}; workdir=${3:?workdir}; shift 3
-variants=$(python -c "from dha_jax import experiments; print(','.join(experiments.VARIANTS))")
+variants=$(python -c "from dha_jax.comparison import experiments; print(','.join(experiments.VARIANTS))")
 rest=()
 for a in "$@"; do
   case "$a" in --variants=*) variants=${a#--variants=} ;; *) rest+=("$a") ;; esac

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import parallel, train
+from dha_jax.core import parallel
+from dha_jax.training import train
 
 
 def run_steps(config, devices, n_steps=3, observe=None):

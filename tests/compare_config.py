@@ -10,7 +10,7 @@ switch them on is tested in tests/test_dha.py. Accuracy is not the point.
 """
 
 from configs import test
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 # One choice layer of 4 blocks, run as the full supernet ('masked' compiles faster here).
 SEARCH = {'dsnas': {'stem_channels': 4, 'stage_repeats': (1,), 'stage_channels': (8,),

@@ -3,7 +3,7 @@ at -O0 for its compiles, and one compilation cache shared by the suite's process
 
 The suite is bound by XLA compiles, and many are the same program compiled again in
 another process (xdist workers, the command-line runs of the resume, SIGKILL and compare
-tests). The project's own cache (dha_jax/compile_cache.py: JAX's persistent cache for
+tests). The project's own cache (dha_jax/core/compile_cache.py: JAX's persistent cache for
 every program, the loop's steps kept whole) in a directory made for this run, passed to
 every process as $DHA_JAX_CACHE_DIR (config.compile_cache_dir's default), compiles each
 once; it starts empty, as on CI, and is removed at the end.
@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from dha_jax import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dha_jax.core import compile_cache  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 jax.config.update('jax_platforms', 'cpu')
 compile_cache.enable(os.environ['DHA_JAX_CACHE_DIR'])  # the tests that compile directly

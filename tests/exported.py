@@ -5,7 +5,8 @@ import os
 
 import numpy as np
 
-from dha_jax import data, export
+from dha_jax import data
+from dha_jax.io import export
 
 
 def assert_reproduces_the_run(config, workdir, result):

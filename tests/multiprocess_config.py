@@ -10,7 +10,7 @@ DSNAS fixes its one choice layer there) in seconds.
 """
 
 from configs import test
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 SEARCH = {'dsnas': {'stem_channels': 4, 'stage_repeats': (1,), 'stage_channels': (8,),
                     'last_channels': 16, 'warmup_epochs': 0, 'search_epochs': 1,

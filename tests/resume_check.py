@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dha_jax import metrics_io, train
+from dha_jax.io import metrics_io
+from dha_jax.training import train
 
 # What differs between two runs of the same computation: clocks and the number of compiles.
 TIMING = ('steps_per_sec', 'train_time_s', 'wall_time_s', 'compile_s', 'num_compiles')

@@ -9,7 +9,7 @@ the point, the hand-over of the genotype is.
 """
 
 from configs import test
-from dha_jax import experiments
+from dha_jax.comparison import experiments
 
 # One choice layer of 4 blocks; cell networks of one cell at C = 2, no auxiliary head
 # (their compile dominates: at 3 cells, C = 4, ISTA's step alone compiled for 2 minutes).

@@ -1,6 +1,6 @@
 """Every bad input is one clear error: the exception names the field, file or value and
 what to do; on the command line it is one line on stderr, a non-zero exit status, and
-nothing written to the workdir (dha_jax/cli.py)."""
+nothing written to the workdir (dha_jax/core/cli.py)."""
 
 import gzip
 import json
@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dha_jax import data, export, train
+from dha_jax import data
+from dha_jax.io import export
+from dha_jax.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

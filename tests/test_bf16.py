@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import models, parallel, steps, train
+from dha_jax import models
+from dha_jax.core import parallel
 from dha_jax.layers import conv, precision
+from dha_jax.training import steps, train
 
 import slow
 from test_dha import dha_config
@@ -125,7 +127,8 @@ def test_resolve_auto_and_bad_names():
 def test_float64_state_is_float64_in_every_float_leaf(test_config):
   """config.compute_dtype='float64' (a numerics check): the whole TrainState in float64,
   integer leaves (step, PRNG key, horizon) as they were."""
-  from dha_jax import parallel, train  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import parallel  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import train  # pylint: disable=g-import-not-at-top
   test_config.compute_dtype = 'float64'
   with jax.enable_x64(True):
     _, _, state, _, _ = train.setup(test_config, parallel.make_mesh(jax.devices()[:1]),

@@ -11,8 +11,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from dha_jax import budget, experiments, loop, metrics_io, train
+from dha_jax.comparison import experiments
+from dha_jax.io import metrics_io
 from dha_jax.nas import darts, darts_space
+from dha_jax.training import budget, loop, train
 from tests import test_dha
 
 

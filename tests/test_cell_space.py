@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps, train
+from dha_jax.core import parallel
 from dha_jax.nas import cell_packed, cell_space, darts, darts_space, ista
+from dha_jax.training import steps, train
 
 # no skip_connect: the one op the DARTS code had a special case for (drop-path spares
 # identities), so the traced cell compiles its drop-path without one

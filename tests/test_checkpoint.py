@@ -1,4 +1,4 @@
-"""dha_jax/checkpoint.py on its own, without a training run (seconds): the save cadence,
+"""dha_jax/io/checkpoint.py on its own, without a training run (seconds): the save cadence,
 save / restore of a small state, the config check that refuses a different run, the
 training clock kept beside the saves, what a checkpoint older than a field means, and a
 half-written save left by a kill removed when the next run opens the directory."""
@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from dha_jax import checkpoint
+from dha_jax.io import checkpoint
 
 
 def _config(**fields):

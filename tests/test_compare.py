@@ -19,7 +19,8 @@ from absl.testing import flagsaver
 from ml_collections import config_flags
 import pytest
 
-from dha_jax import compare, stats
+from dha_jax import compare
+from dha_jax.comparison import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, 'tests', 'compare_config.py')
@@ -362,7 +363,7 @@ def _patch(checkpoint):
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
   def find_spec(self, name, path=None, target=None):
-    if name != 'dha_jax.checkpoint':
+    if name != 'dha_jax.io.checkpoint':
       return None
     sys.meta_path.remove(self)
     spec = importlib.util.find_spec(name)
@@ -503,7 +504,7 @@ def test_interrupted_run_resumes_and_finished_runs_are_skipped(compared):
   assert result['steps'] == reference['steps'] == 6
   for k in ('test/loss', 'test/accuracy'):
     assert result[k] == reference[k], k
-  from dha_jax import export  # pylint: disable=g-import-not-at-top
+  from dha_jax.io import export  # pylint: disable=g-import-not-at-top
   got = export.load_model(os.path.join(compared['interrupted'], 'model')).variables
   want = export.load_model(os.path.join(compared['reference'], 'model')).variables
   import jax  # pylint: disable=g-import-not-at-top

@@ -13,8 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import compile_cache, parallel, steps, train
+from dha_jax.core import compile_cache, parallel
 from dha_jax.nas import darts, dsnas, ista
+from dha_jax.training import steps, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps, train
+from dha_jax.core import parallel
+from dha_jax.training import steps, train
 
 import slow
 

@@ -8,8 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps as steps_lib, train
+from dha_jax.core import parallel
 from dha_jax.nas import cell_space, darts, darts_space
+from dha_jax.training import train
+from dha_jax.training import steps as steps_lib
 
 
 def _config(test_config, genotype, execution='traced'):

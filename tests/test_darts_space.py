@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from dha_jax.layers import conv
-from dha_jax.nas import darts, darts_ops, darts_space as ds
+from dha_jax.nas import darts, darts_ops
+from dha_jax.nas import darts_space as ds
 
 
 def test_genotype_json_roundtrip_and_text():
@@ -143,7 +144,8 @@ def test_a_darts_train_step_moves_alpha_on_the_held_out_batch(test_config):
   """The compiled step with the 'val' objective: alpha's gradient is taken on the arch
   batch, so a different arch batch gives alpha's optimizer other moments after the same
   step (its first Adam step is sign-like, so alpha itself may agree)."""
-  from dha_jax import parallel, steps, train  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import parallel  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import steps, train  # pylint: disable=g-import-not-at-top
   c = _tiny_darts_config()
   c.nas.cell_space = 'darts_small'  # the bi-level step, not the space, is the point here
   mesh = parallel.make_mesh(jax.devices()[:2])

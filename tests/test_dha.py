@@ -8,8 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import experiments, parallel, steps, train
+from dha_jax.comparison import experiments
+from dha_jax.core import parallel
 from dha_jax.hpo import hypergrad
+from dha_jax.training import steps, train
 
 import exported
 import resume_check

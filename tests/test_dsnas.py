@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import parallel, train
+from dha_jax.core import parallel
 from dha_jax.nas import choice_space, dsnas, shufflenet
+from dha_jax.training import train
 
 import agreement
 import slow
@@ -454,7 +455,7 @@ def test_recalibrated_statistics_on_four_devices_equal_the_whole_batch_on_one():
   stays per device, the stem's and head's are synchronised; either way the result equals
   the plain average over batches of each BN's whole-batch mean and variance, computed by
   the child on one device outside any mesh (1e-6)."""
-  from dha_jax import export  # pylint: disable=g-import-not-at-top
+  from dha_jax.io import export  # pylint: disable=g-import-not-at-top
   from dha_jax.models import common  # pylint: disable=g-import-not-at-top
   s = dsnas.DSNAS(tiny_config(), 10, (8, 8, 1))
   net, bs, arch, ns = s.init(jax.random.PRNGKey(0), jnp.zeros((4, 8, 8, 1)))

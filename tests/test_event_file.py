@@ -1,4 +1,4 @@
-"""dha_jax.event_file against independent readers: CRC-32C's published check values,
+"""dha_jax.io.event_file against independent readers: CRC-32C's published check values,
 TensorFlow's TFRecord reader (which verifies both CRCs) and TensorBoard's own loader."""
 
 import os
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from dha_jax import event_file
+from dha_jax.io import event_file
 
 
 def test_crc32c_check_values():
@@ -68,11 +68,12 @@ def test_tensorboard_shows_the_scalars_and_the_images(tmp_path):
 
 
 def test_a_run_logs_without_importing_tensorflow(tmp_path):
-  """The point of the module: starting a run (dha_jax.main and dha_jax.train imported, a
+  """The point of the module: starting a run (dha_jax.main and dha_jax.training.train imported, a
   row of metrics written) does not pay TensorFlow's import."""
   import subprocess  # pylint: disable=g-import-not-at-top
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  code = ('import sys; from dha_jax import main, metrics_io, train; '
+  code = ('import sys; from dha_jax import main; from dha_jax.io import metrics_io; '
+          'from dha_jax.training import train; '
           f'w = metrics_io.MetricsWriter({str(tmp_path)!r}, 0); w.write(1, {{"a": 1.0}}); '
           'w.close(); assert "tensorflow" not in sys.modules, "tensorflow was imported"')
   out = subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True,

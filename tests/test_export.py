@@ -14,9 +14,12 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from dha_jax import data, export, models, preprocess, train
+from dha_jax import data, models
+from dha_jax.augment import preprocess
+from dha_jax.io import export
 from dha_jax.layers import conv
 from dha_jax.models import common
+from dha_jax.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

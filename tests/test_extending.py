@@ -19,11 +19,13 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from dha_jax import data, experiments, hpo, models, nas, train
-from dha_jax.augment import base as policy_base
+from dha_jax import data, hpo, models, nas
 from dha_jax.augment import ops
+from dha_jax.augment import base as policy_base
+from dha_jax.comparison import experiments
 from dha_jax.data import base as data_base
 from dha_jax.nas import base as nas_base
+from dha_jax.training import train
 
 TRACED = []  # the toy policy's augment, each time the train step is traced
 TRACED_OPS = []  # the toy op, each time ops.apply is traced with it
@@ -275,7 +277,7 @@ def test_importing_the_packages_registers_every_component_without_matplotlib():
   notebook importing dha_jax keeps its matplotlib backend (they set 'Agg')."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  code = ('import sys, dha_jax.train\n'
+  code = ('import sys, dha_jax.training.train\n'
           'from dha_jax import hpo, nas\n'
           "assert 'matplotlib' not in sys.modules, sorted(m for m in sys.modules if 'plot' in m)\n"
           "print(nas.STRATEGIES.names(), hpo.HANDLERS.names())")

@@ -13,9 +13,10 @@ import numpy as np
 import optax
 import pytest
 
-from dha_jax import optim, parallel, train
-from dha_jax import steps as steps_lib
+from dha_jax.core import optim, parallel
 from dha_jax.hpo import hypergrad, plot
+from dha_jax.training import train
+from dha_jax.training import steps as steps_lib
 
 
 def _hpo_config(config, **fields):
@@ -450,7 +451,7 @@ def test_defaults_are_the_reference_settings(test_config):
   learned from the midpoint of log space, eta's optimizer Adam at lr 1e-3 (its usual
   betas); the multiplier mode's [1/4, 4] x the schedule; the horizon fields at the values
   that mean the behaviour from before they existed (checkpoint.ADDED_FIELDS)."""
-  from dha_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from dha_jax.io import checkpoint  # pylint: disable=g-import-not-at-top
   d = hypergrad.default_config()
   assert not d.enabled and d.objective == 'train' and d.space == 'log'
   assert tuple(d.lr_bounds) == (1e-3, 0.05) and tuple(d.wd_bounds) == (1e-4, 5e-4)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import optim
+from dha_jax.core import optim
 from dha_jax.hpo import hypergrad
 
 H = jnp.asarray([0.5, 1.0, 2.0])   # curvatures of the training quadratic 1/2 sum h theta^2
@@ -142,7 +142,7 @@ def test_a_run_with_both_held_out_objectives_resumes_exactly(test_config, tmp_pa
   real run: both move, and a run interrupted at step 10 and resumed equals the
   uninterrupted one bit for bit (the carried tangent and the step count are state)."""
   import resume_check  # pylint: disable=g-import-not-at-top
-  from dha_jax import train  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import train  # pylint: disable=g-import-not-at-top
   c = test_config
   c.dataset.train_subset, c.num_epochs, c.eval_every_epochs = 320, 2, 0
   c.recalibration_batches = 0

@@ -17,9 +17,11 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import lasso_path
 
-from dha_jax import parallel, sparse_update, steps, train
+from dha_jax.core import parallel
 from dha_jax.layers import conv
-from dha_jax.nas import darts, darts_space as ds, ista, sparse_recovery
+from dha_jax.nas import darts, ista, sparse_recovery
+from dha_jax.nas import darts_space as ds
+from dha_jax.training import sparse_update, steps, train
 
 import exported
 import slow

@@ -1,4 +1,4 @@
-"""Each part of the training loop (dha_jax/loop.py) on its own, with fakes for what it
+"""Each part of the training loop (dha_jax/training/loop.py) on its own, with fakes for what it
 calls: the step counts at which it acts are checked against the rules in its docstring.
 (The parts together, on real runs: test_train, test_budget, test_resume.)"""
 
@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from dha_jax import budget, loop
+from dha_jax.training import budget, loop
 
 
 @flax.struct.dataclass

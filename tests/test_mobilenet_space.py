@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps, train
+from dha_jax.core import parallel
 from dha_jax.nas import choice_space, dsnas, mobilenet
+from dha_jax.training import steps, train
 
 import test_configs
 

@@ -11,10 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import models, parallel, train
+from configs import default
+from dha_jax import models
+from dha_jax.core import parallel
 from dha_jax.layers import conv
 from dha_jax.models import common, pyramidnet, shakedrop
 from dha_jax.nas import fixed
+from dha_jax.training import train
 
 import slow
 import test_configs
@@ -30,14 +33,14 @@ PUBLISHED = [('resnet200', 1000, 224, 64.7e6, 1e5), ('wrn28_10', 10, 32, 36.5e6,
 def test_param_count_matches_the_paper(name, classes, side, published, unit):
   """Within 1%, or within the published figure's rounding (WRN-40-2's "2.2M" allows
   2.15-2.25M, which is 2.3%) where that is wider."""
-  n = models.param_count(name, classes, side)
+  n = models.param_count(name, classes, side, default.get_config().model)
   assert abs(n - published) <= max(0.01 * published, unit / 2), (name, n)
 
 
 def test_param_count_is_torchvisions_resnet50_exactly():
   """25,557,032: BN running means and variances are not parameters (they would add
   53,120), BN scales and biases are."""
-  assert models.param_count('resnet50', 1000, 224) == 25_557_032
+  assert models.param_count('resnet50', 1000, 224, default.get_config().model) == 25_557_032
 
 
 def test_shakedrop_scales_forward_by_alpha_and_gradient_by_beta_by_hand():
@@ -118,7 +121,6 @@ def test_fixed_network_feeds_the_step_key_to_shakedrop_in_training_only():
   """FixedNetwork.apply passes its rng as the model's named streams in training (same
   key, same logits; another key, others) and none in eval (the key is unused); its init
   needs no stream. (The PyramidNet itself runs so in the config step test below.)"""
-  from configs import default  # pylint: disable=g-import-not-at-top
   s = fixed.FixedNetwork(default.get_config(), 4, (3, 3, 1))
   s.model = _Shaken()
   x = jax.random.normal(jax.random.PRNGKey(0), (16, 3, 3, 1))

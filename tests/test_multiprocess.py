@@ -20,7 +20,9 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import cli, metrics_io, train
+from dha_jax.core import cli
+from dha_jax.io import metrics_io
+from dha_jax.training import train
 
 import multiprocess_config
 import resume_check
@@ -166,7 +168,7 @@ def test_full_dha_on_ista_sigterm_to_one_process_and_the_resumed_run_matches_one
                   if 'checkpoints' not in d and not f.startswith('events.out'))
   assert outputs(str(two)) == outputs(str(tmp_path / 'one'))
   events = [f for f in os.listdir(two) if f.startswith('events.out')]
-  # events.out.tfevents.<time>.<host>.<pid> (dha_jax/event_file.py); the host may hold dots
+  # events.out.tfevents.<time>.<host>.<pid> (dha_jax/io/event_file.py); the host may hold dots
   assert sorted(int(f.split('.')[-1]) for f in events) == [pids[0], pids[2]]  # process 0's
 
 
@@ -258,6 +260,6 @@ def test_a_failing_process_of_many_exits_at_once_with_its_traceback(monkeypatch,
   assert exits == [1]
   err = capsys.readouterr().err
   assert 'Traceback' in err and 'RuntimeError: a collective timed out' in err, err
-  cli.one_of_many(lambda: 2)  # a one-line input error (dha_jax.cli.reported): its status
+  cli.one_of_many(lambda: 2)  # a one-line input error (dha_jax.core.cli.reported): its status
   assert exits == [1, 2]
   assert cli.one_of_many(lambda: 0) == 0 and exits == [1, 2]  # JAX's exit handler runs

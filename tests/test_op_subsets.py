@@ -11,8 +11,10 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from dha_jax import parallel, plots, steps, train
 from dha_jax.augment import learned, op_subset, ops, policies
+from dha_jax.core import parallel
+from dha_jax.io import plots
+from dha_jax.training import steps, train
 
 GEOMETRIC = ('ShearX', 'ShearY', 'TranslateX', 'TranslateY')  # DiffAutoML Table 3
 POLICY_NAMES = ('learned', 'randaugment', 'trivialaugment')

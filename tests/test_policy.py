@@ -10,8 +10,9 @@ import optax
 import pytest
 from scipy import stats
 
-from dha_jax import parallel, steps, train
 from dha_jax.augment import learned, ops
+from dha_jax.core import parallel
+from dha_jax.training import steps, train
 
 
 def test_pair_sampling_matches_p():

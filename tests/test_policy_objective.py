@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import steps
 from dha_jax.augment import learned
+from dha_jax.training import steps
 
 
 def _tiny_problem(rng, dtype):

@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from dha_jax import preprocess
+from dha_jax.augment import preprocess
 
 
 def _cfg(**kw):

@@ -18,8 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import train
 from dha_jax.hpo import hypergrad
+from dha_jax.training import train
 
 import resume_check
 from test_dha import ista_dha_config

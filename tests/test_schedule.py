@@ -8,8 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import metrics_io, optim, steps, train
+from dha_jax.core import optim
 from dha_jax.hpo import hypergrad
+from dha_jax.io import metrics_io
+from dha_jax.training import steps, train
 
 
 def test_label_smoothing_is_the_mixture_of_the_label_and_the_uniform_cross_entropy():

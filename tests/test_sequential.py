@@ -19,8 +19,11 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from dha_jax import experiments, metrics_io, nas, train
+from dha_jax import nas
+from dha_jax.comparison import experiments
+from dha_jax.io import metrics_io
 from dha_jax.nas import darts
+from dha_jax.training import train
 
 import exported
 import slow

@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import parallel, steps, train
+from dha_jax.core import parallel
 from dha_jax.models import common
 from dha_jax.nas import choice_space, dsnas
+from dha_jax.training import steps, train
 
 
 class _ConvBN(nn.Module):

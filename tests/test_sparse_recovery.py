@@ -11,7 +11,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
-from dha_jax import parallel
+from dha_jax.core import parallel
 from dha_jax.nas import ista, sparse_recovery
 
 from test_ista import _config  # pylint: disable=g-bad-import-order

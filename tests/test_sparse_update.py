@@ -1,4 +1,4 @@
-"""Sparse theta updates (dha_jax/sparse_update.py): stepping the active weights of the full
+"""Sparse theta updates (dha_jax/training/sparse_update.py): stepping the active weights of the full
 tree equals the run's optimizer on a tree that holds only those weights, and the rest,
 weights and optimizer state, stay bit-for-bit as they were; a traced mask (ISTA's traced
 support) steps exactly as the static set of inactive weights does."""
@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dha_jax import hpo as hpo_lib, optim, sparse_update
+from dha_jax import hpo as hpo_lib
+from dha_jax.core import optim
+from dha_jax.core.optim import set_hyperparams
 from dha_jax.hpo import hypergrad
-from dha_jax.optim import set_hyperparams
+from dha_jax.training import sparse_update
 
 
 def _trees(seed):

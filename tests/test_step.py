@@ -7,7 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from dha_jax import parallel, state as state_lib, steps, train
+from dha_jax.core import parallel
+from dha_jax.training import steps, train
+from dha_jax.training import state as state_lib
 
 from agreement import assert_agree, run_steps
 

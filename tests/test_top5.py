@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pytest
 
-from dha_jax import compare, data, export, metrics_io, train
+from dha_jax import compare, data
+from dha_jax.io import export, metrics_io
+from dha_jax.training import train
 
 
 def _synthetic_run(workdir, num_classes):

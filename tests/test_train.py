@@ -13,7 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from dha_jax import checkpoint, train
+from dha_jax.io import checkpoint
+from dha_jax.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 40
@@ -83,7 +84,7 @@ def test_sigterm_then_resume_is_exact(reference_run, tmp_path):
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=240)
   assert proc.returncode == 0, out
-  assert '(most recent call first)' in out and 'dha_jax/train.py' in out, out
+  assert '(most recent call first)' in out and 'dha_jax/training/train.py' in out, out
   assert 'SIGTERM: saved step' in out, out
   killed_at = int(out.split('SIGTERM: saved step ')[1].split()[0])
   assert 0 < killed_at < STEPS
@@ -109,7 +110,7 @@ def test_a_config_run_again_in_the_process_reuses_its_compiled_steps(reference_r
   """The loop keeps its compiled steps by config (train._RunSteps): the same config in a new
   workdir traces nothing again and computes the same run bit for bit; another config
   compiles its own."""
-  from dha_jax import steps  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import steps  # pylint: disable=g-import-not-at-top
   config, ref_dir, ref_result = reference_run
   built = []
   compile_steps = steps.compile_steps

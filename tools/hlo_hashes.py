@@ -79,7 +79,8 @@ def _without_debug_info(hlo):
 
 def program_hash(program, compiled=False):
   import jax  # pylint: disable=g-import-not-at-top
-  from dha_jax import parallel, steps, train  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import parallel  # pylint: disable=g-import-not-at-top
+  from dha_jax.training import steps, train  # pylint: disable=g-import-not-at-top
   c = _config(program)
   c.compile_cache_dir = ''
   mesh = parallel.make_mesh(jax.devices()[:1])

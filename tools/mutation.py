@@ -105,7 +105,7 @@ TARGETS = {
         _ISTA + 'test_recovery_on_the_ista_shapes_matches_an_independent_solver',
         _SR + 'test_lasso_recovers_from_a_near_singular_path_with_near_duplicate_columns',
     ]),
-    'checkpoint': ('dha_jax/checkpoint.py', [
+    'checkpoint': ('dha_jax/io/checkpoint.py', [
         'tests/test_train.py::test_resume_may_change_the_freeze_threshold_but_not_the_search',
         'tests/test_train.py::test_a_checkpoint_older_than_a_field_resumes_with_its_old_meaning',
         'tests/test_checkpoint.py',

@@ -9,7 +9,7 @@ import abc
 import jax.numpy as jnp
 import optax
 
-from dha_jax import registry
+from dha_jax.core import registry
 
 # name -> Policy subclass, registered where each is defined (@POLICIES.register('name'))
 POLICIES = registry.Registry('config.policy.name')

@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import optim, parallel
 from dha_jax.augment import base, op_subset, ops
+from dha_jax.core import optim, parallel
 
 ESTIMATORS = ('importance', 'reference')
 OBJECTIVES = ('train', 'val')

@@ -8,8 +8,8 @@ names keep their given order, which is the order of tau's axes.
 
 import numpy as np
 
-from dha_jax import config_util
 from dha_jax.augment import ops
+from dha_jax.core import config_util
 
 FIELD = 'config.policy.ops'
 

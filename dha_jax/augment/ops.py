@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import registry
 from dha_jax.augment import geometry, pil_tables
+from dha_jax.core import registry
 
 # The papers' 14 ops, in the order of tau's axes and of every checkpoint's policy.ops:
 # config.policy.ops's default, written out so that registering another op changes no

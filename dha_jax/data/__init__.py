@@ -3,7 +3,7 @@ disjoint train / val / test splits of uint8 images and int32 labels."""
 
 import dataclasses
 
-from dha_jax import registry
+from dha_jax.core import registry
 from dha_jax.data import base, planted
 
 # name -> load(cfg, seed), registered where each is defined (@SOURCES.register('name'));

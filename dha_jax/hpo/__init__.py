@@ -7,7 +7,7 @@ handler contract is dha_jax/hpo/base.py's Handler; a handler registers itself wi
 
 import jax.numpy as jnp
 
-from dha_jax import optim, registry
+from dha_jax.core import optim, registry
 from dha_jax.hpo import base
 
 HANDLERS = base.HANDLERS

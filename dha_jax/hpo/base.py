@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import optax
 
-from dha_jax import registry
+from dha_jax.core import registry
 
 # The eta handlers by name: config.hpo.handler's is used when config.hpo.enabled, 'fixed'
 # otherwise. `@HANDLERS.register(name)` on the class (dha_jax/hpo/__init__.py imports

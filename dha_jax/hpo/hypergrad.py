@@ -40,7 +40,7 @@ import ml_collections
 import optax
 from ml_collections import config_dict
 
-from dha_jax import config_util, optim, parallel
+from dha_jax.core import config_util, optim, parallel
 from dha_jax.hpo import base
 
 KINDS = ('lr', 'weight_decay')                # keys of TrainState.hparams

@@ -1,6 +1,6 @@
 """Fixed networks (the baseline mode). Search spaces live in dha_jax/nas/."""
 
-from dha_jax import registry
+from dha_jax.core import registry
 
 # name -> from_config(cfg, num_classes, bn_axis_name), registered where each is defined
 # (@MODELS.register('name')); every module of this package is imported below.
@@ -12,16 +12,15 @@ def create(cfg, num_classes: int, bn_axis_name='data'):
   return MODELS.get(cfg.name)(cfg, num_classes, bn_axis_name)
 
 
-def param_count(name: str, num_classes: int, image_size: int, model_cfg=None) -> int:
+def param_count(name: str, num_classes: int, image_size: int, model_cfg) -> int:
   """Trainable parameters (convolutions, BN scales and biases, dense; not the BN running
-  statistics), as torchvision and the papers count them, of network `name` with the
-  default config.model fields (or `model_cfg`'s), from jax.eval_shape of its init:
-  nothing is compiled or allocated, so the 200-layer networks cost a trace."""
+  statistics), as torchvision and the papers count them, of network `name` with
+  `model_cfg`'s fields (a config.model), from jax.eval_shape of its init: nothing is
+  compiled or allocated, so the 200-layer networks cost a trace."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from configs import default  # pylint: disable=g-import-not-at-top
   from dha_jax.layers import conv  # pylint: disable=g-import-not-at-top
-  cfg = (model_cfg or default.get_config().model).copy_and_resolve_references()
+  cfg = model_cfg.copy_and_resolve_references()
   cfg.name = name
   model = create(cfg, num_classes, bn_axis_name=None)
   x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)

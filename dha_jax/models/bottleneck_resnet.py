@@ -6,8 +6,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dha_jax.layers import conv
 from dha_jax import models
+from dha_jax.layers import conv
 from dha_jax.models import common
 
 STAGES = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}

@@ -9,8 +9,8 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from dha_jax.layers import conv
 from dha_jax import models
+from dha_jax.layers import conv
 from dha_jax.models import common
 
 

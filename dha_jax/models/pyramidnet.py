@@ -8,8 +8,8 @@ from typing import ClassVar, Tuple
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dha_jax.layers import conv
 from dha_jax import models
+from dha_jax.layers import conv
 from dha_jax.models import common, shakedrop
 
 SIZES = {'pyramidnet272': (272, 200)}  # (depth, widening factor alpha)

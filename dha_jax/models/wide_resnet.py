@@ -5,8 +5,8 @@ blocks (two 3x3 convs each) at 16k, 32k and 64k channels."""
 import flax.linen as nn
 import jax.numpy as jnp
 
-from dha_jax.layers import conv
 from dha_jax import models
+from dha_jax.layers import conv
 from dha_jax.models import common
 
 SIZES = {'wrn28_10': (28, 10), 'wrn40_2': (40, 2)}  # (depth, widening factor k)

@@ -7,7 +7,7 @@ strategy registers itself with `@base.STRATEGIES.register(name)` on its class; e
 module of this package is imported here, so a new file is all a new strategy needs.
 """
 
-from dha_jax import registry
+from dha_jax.core import registry
 from dha_jax.nas import base
 
 STRATEGIES = base.STRATEGIES

@@ -18,7 +18,7 @@ import abc
 import jax.numpy as jnp
 import optax
 
-from dha_jax import registry
+from dha_jax.core import registry
 
 # Every strategy, by the name config.nas.strategy takes: `@STRATEGIES.register(name)` on
 # the class (dha_jax/nas/__init__.py imports each module of the package).

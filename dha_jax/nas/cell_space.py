@@ -14,7 +14,7 @@ and the networks' static edges use.
 import dataclasses
 from typing import Tuple
 
-from dha_jax import registry
+from dha_jax.core import registry
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import config_util
+from dha_jax.core import config_util
 from dha_jax.layers import conv
 from dha_jax.nas import base, cell_packed, darts_space
 

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import registry
+from dha_jax.core import registry
 from dha_jax.layers import conv
 
 EXECUTIONS = ('switch_vjp', 'switch_remat', 'switch', 'masked')

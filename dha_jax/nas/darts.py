@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from dha_jax import optim
+from dha_jax.core import optim
 from dha_jax.nas import base, darts_space, random_control
 from dha_jax.nas.cell_strategy import CellStrategy
 

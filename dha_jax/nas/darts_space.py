@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dha_jax import compile_cache
+from dha_jax.core import compile_cache
 from dha_jax.layers import conv
 from dha_jax.models import common
 from dha_jax.nas import cell_packed, cell_space, darts_ops, host_init

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from dha_jax import config_util, optim, parallel
+from dha_jax.core import config_util, optim, parallel
 from dha_jax.nas import base, choice_space, host_init, random_control
 
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import compile_cache
+from dha_jax.core import compile_cache
 from dha_jax.layers import conv
 
 

@@ -46,11 +46,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dha_jax import optim
+from dha_jax.core import optim
 from dha_jax.layers import conv
 from dha_jax.nas import base, darts_space
-from dha_jax.nas.sparse_recovery import lasso
 from dha_jax.nas.cell_strategy import CellStrategy
+from dha_jax.nas.sparse_recovery import lasso
 
 CELLS = ('normal', 'reduce')
 EXECUTIONS = ('traced', 'static', 'masked')

@@ -26,7 +26,7 @@ class TrainState(flax.struct.PyTreeNode):
 
 def optimizers(config, strategy, policy):
   """One optax transform per parameter group (eta's is its handler's own)."""
-  from dha_jax import optim  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import optim  # pylint: disable=g-import-not-at-top
   return {'net': optim.net_optimizer(config), 'arch': strategy.search.optimizer(),
           'policy': policy.optimizer()}
 

@@ -2,7 +2,7 @@
 every process must agree on.
 
 Each process runs the same program on its own devices; together they form one global
-'data' mesh (dha_jax/parallel.py). Whatever the hosts decide from their own clocks or
+'data' mesh (dha_jax/core/parallel.py). Whatever the hosts decide from their own clocks or
 signals (the time budget, a SIGTERM) is agreed on here, so that every process takes the
 same branch at the same step: a process that stopped alone would leave the others
 waiting in a collective.
@@ -18,7 +18,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
-from dha_jax import parallel
+from dha_jax.core import parallel
 
 
 _timeout_s = 300  # initialize()'s: how long a process waits for the others
@@ -26,7 +26,7 @@ _barriers = 0
 
 
 class DistributedSetupError(ValueError):
-  """The processes could not form a cluster (reported as one line by dha_jax.cli)."""
+  """The processes could not form a cluster (reported as one line by dha_jax.core.cli)."""
 
 
 def initialize(coordinator_address=None, num_processes=None, process_id=None,

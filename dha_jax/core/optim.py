@@ -37,7 +37,7 @@ def schedule_factor(cfg, steps_per_epoch: int, total_steps: int):
   """Multiplier of the learning rate, f(step, horizon): linear warm-up, then cosine (or
   constant) ending at step `horizon` (`total_steps` while it is 0, i.e. not fixed yet).
   The horizon is traced in the step (TrainState.horizon), so that a time budget can fix
-  it after a pilot without a recompile (dha_jax/budget.py)."""
+  it after a pilot without a recompile (dha_jax/training/budget.py)."""
   warmup = int(cfg.warmup_epochs * steps_per_epoch)
   if cfg.schedule not in ('cosine', 'constant'):
     raise ValueError(f"config.schedule={cfg.schedule!r}: use 'cosine' or 'constant'")

@@ -10,16 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dha_jax import budget, checkpoint, compile_cache, data, distributed, export, hpo
-from dha_jax import loop, metrics_io, nas, optim, parallel
-from dha_jax import state as state_lib
-from dha_jax import steps
+from dha_jax import data, hpo, nas
 from dha_jax.augment import policies
+from dha_jax.core import compile_cache, distributed, optim, parallel
+from dha_jax.io import checkpoint, export, metrics_io
 from dha_jax.layers import conv, precision
 from dha_jax.nas import host_init
+from dha_jax.training import budget, loop, steps
+from dha_jax.training import state as state_lib
 
 
-NonFiniteLoss = loop.NonFiniteLoss  # (dha_jax/cli.py reports it as a run error)
+NonFiniteLoss = loop.NonFiniteLoss  # (dha_jax/core/cli.py reports it as a run error)
 
 
 class CompileLog:
@@ -201,7 +202,7 @@ class Batches:
 
 def train_and_evaluate(config, workdir: str, devices=None):
   """Trains (or resumes) the run in `workdir`; returns the result dict (also result.json).
-  The loop's parts are dha_jax/loop.py's, run in this order each step."""
+  The loop's parts are dha_jax/training/loop.py's, run in this order each step."""
   t_start = time.time()
   compile_cache.enable(config.compile_cache_dir)  # before the first compile
   clock, compile_start = budget.TrainClock(config), CompileLog.now()
@@ -356,7 +357,7 @@ def finish(config, workdir, state, ds, comps, mesh, step, wall_time, writer, ext
 
 def _pictures(workdir, result, writer, step, comps):
   """What tau, eta and the search learned, drawn once at the end (host 0)."""
-  from dha_jax import plots  # pylint: disable=g-import-not-at-top
+  from dha_jax.io import plots  # pylint: disable=g-import-not-at-top
   if comps.hpo.objective is not None:
     from dha_jax.hpo import plot  # pylint: disable=g-import-not-at-top
     plot.plot_hparams(os.path.join(workdir, 'metrics.jsonl'),

@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from dha_jax import distributed
+from dha_jax.core import distributed
 
 UNSET = 0  # TrainState.horizon while the pilot is still running
 

@@ -3,7 +3,7 @@ t-intervals, paired differences), the markdown table, lr_grid's choices, the tes
 noise floor and comparison.png. Pure functions of the results (dha_jax/compare.py runs
 the runs and writes the files)."""
 
-from dha_jax import stats
+from dha_jax.comparison import stats
 
 # Scalars of result.json kept per seed in comparison.json.
 KEPT = ('test/accuracy', 'test/top5', 'steps', 'wall_time_s', 'train_time_s', 'num_params')

@@ -18,7 +18,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dha_jax import nas, parallel, preprocess
+from dha_jax import nas
+from dha_jax.augment import preprocess
+from dha_jax.core import parallel
 from dha_jax.models import common
 
 FORMAT = 1

@@ -14,7 +14,7 @@ itself; a component defined elsewhere registers when its module is imported.
 import importlib
 import pkgutil
 
-from dha_jax import config_util
+from dha_jax.core import config_util
 
 
 class Registry:

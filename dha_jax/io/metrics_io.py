@@ -8,7 +8,7 @@ import time
 import jax
 import numpy as np
 
-from dha_jax import event_file
+from dha_jax.io import event_file
 
 
 def _scalar(v):

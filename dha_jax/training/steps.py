@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dha_jax import parallel, preprocess, sparse_update
+from dha_jax.augment import preprocess
+from dha_jax.core import parallel
+from dha_jax.training import sparse_update
 
 
 def sample_keys(step_key, batch_size):

@@ -49,7 +49,7 @@ def one_of_many(fn) -> int:
     traceback.print_exc()
     code = 1
   if code == 2:  # an input error, which every process meets: all report it, then leave
-    from dha_jax import distributed  # pylint: disable=g-import-not-at-top
+    from dha_jax.core import distributed  # pylint: disable=g-import-not-at-top
     distributed.leave_together('input_error')
   if code:
     sys.stdout.flush()

@@ -15,7 +15,8 @@ import time
 import jax
 import numpy as np
 
-from dha_jax import budget, distributed
+from dha_jax.core import distributed
+from dha_jax.training import budget
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -224,7 +225,7 @@ def budget_spent(clock, config, writer, step) -> bool:
 
 def save_pictures(workdir, writer, step, figures):
   """<workdir>/<name>.png and a TensorBoard image for each {name: Figure}."""
-  from dha_jax import plots  # pylint: disable=g-import-not-at-top
+  from dha_jax.io import plots  # pylint: disable=g-import-not-at-top
   for name, fig in figures.items():
     writer.write_images(step, {name: plots.save_figure(
         fig, os.path.join(workdir, name + '.png'))[None]})

@@ -110,7 +110,7 @@ def retrain_config(strategy: str, overrides: dict) -> ml_collections.ConfigDict:
   """config.nas of sequential's second half: the fixed counterpart with the search's
   fields, then overrides[RETRAIN] (e.g. DARTS's evaluation network: 20 cells at C = 36
   where it searched 8 at C = 16); a field the fixed strategy lacks is an error."""
-  from dha_jax import config_util  # pylint: disable=g-import-not-at-top
+  from dha_jax.core import config_util  # pylint: disable=g-import-not-at-top
   fixed = fixed_counterpart(strategy)
   return config_util.merge(nas_config(fixed, overrides), overrides.get(RETRAIN, {}),
                            f'search[{strategy!r}][{RETRAIN!r}]')
