@@ -244,7 +244,7 @@ def test_random_variant_trains_the_seeds_genotype_within_the_budget():
     strat = nas.create(c, 10, (8, 8, 1))
     strat.init(jax.random.PRNGKey(0), dummy)
     children.append(strat.genotype)
-    assert not bool(strat.searching({}))
+    assert not bool(strat.search.searching({}))
   assert children[0] == children[1]
   c.nas.budget = float(min(strat.costs.of(list(children[0]))[0], 1e12)) - 1
   strat = nas.create(c, 10, (8, 8, 1))

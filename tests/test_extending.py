@@ -284,4 +284,4 @@ def test_importing_the_packages_registers_every_component_without_matplotlib():
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                        check=False)
   assert out.returncode == 0, out.stderr[-2000:]
-  assert "['darts', 'darts_fixed', 'dsnas', 'ista', 'none'] ['fixed', 'hypergrad']" in out.stdout
+  assert "['choice_fixed', 'darts', 'darts_fixed', 'dsnas', 'ista', 'none'] ['fixed', 'hypergrad']" in out.stdout

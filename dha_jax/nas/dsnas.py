@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from dha_jax.core import config_util, optim, parallel
-from dha_jax.nas import base, choice_space, host_init, random_control
+from dha_jax.nas import base, choice_space, host_init
 
 
 def default_config():
@@ -95,14 +95,87 @@ def _with_nas_state(state, host):
   return state.replace(nas_state=jax.tree_util.tree_map(put, host, state.nas_state))
 
 
-@base.STRATEGIES.register('dsnas')
-class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
-  """Single-path search over a choice space (dha_jax/nas/base.py's contract)."""
-  fixed_counterpart = 'dsnas'
+class ChoiceStrategy(base.Strategy):
+  """What DSNAS's search and its fixed child (choice_fixed.ChoiceFixed) share: the choice
+  space and its costs, the child network of a genotype and its summary."""
   init_on_host = True  # host_init.variables
+  default_config = staticmethod(default_config)
+
+  def __init__(self, config, num_classes, image_shape):
+    self.cfg = n = settings(config.nas)
+    self.space = choice_space.build(n, config.model.bn_momentum)
+    self.mask = self.space.mask  # [L, K]: the candidates each layer may take
+    self.num_classes = num_classes
+    self.costs = choice_space.count_costs(self.space, tuple(image_shape), num_classes)
+    self.execution = auto_execution() if n.execution == 'auto' else n.execution
+    self.path_groups = int(n.path_groups)
+    if self.path_groups < 0 or (self.path_groups and self.execution == 'masked'):
+      raise ValueError(f'config.nas.path_groups={n.path_groups}: use 0 (a path per device) '
+                       "or a positive count with a single-path execution (not 'masked')")
+
+  def _init_variables(self, k_net, dummy):
+    # filled on the host from one abstract trace (host_init): eager init was a compile
+    # per parameter shape (the ImageNet SPOS supernet 48 s here, the suite's 2-layer one
+    # 12.7 s)
+    L = self.space.num_layers
+    return host_init.variables(lambda x: self.net.init(jax.random.PRNGKey(0), x,
+                                                       jnp.zeros(L, jnp.int32), None,
+                                                       train=False), k_net, dummy)
+
+  def genotype_of(self, arch, nas_state):
+    """The genotype the state holds: one candidate index per layer."""
+    raise NotImplementedError
+
+  def metrics(self, arch, nas_state):
+    g = self.genotype_of(arch, nas_state)
+    return {'nas/genotype': ''.join(str(i) for i in g),
+            'nas/child_mflops': self.costs.of(g)[0] / 1e6}
+
+  def _architecture(self, arch, nas_state):
+    g = self.genotype_of(arch, nas_state)
+    out = {'genotype': g, 'genotype_names': [self.space.choices[i] for i in g],
+           'space': self.space.name}
+    flops, params = self.costs.of(g)
+    out.update(flops=flops, params=params)
+    return out
+
+  def summary(self, arch, nas_state):
+    out = self._architecture(arch, nas_state)
+    return {'architecture': out, 'child_mflops': out.get('flops', 0) / 1e6,
+            'child_mparams': out.get('params', 0) / 1e6}
+
+  def child(self, state):
+    """(module, variables, genotype) of the derived child: a plain ChoiceNet with a fixed
+    genotype and the searched weights restricted to its blocks."""
+    g = self.genotype_of(state.params['arch'], state.nas_state)
+    variables = {'params': choice_space.child_variables(state.params['net'], g),
+                 'batch_stats': choice_space.child_variables(state.batch_stats, g)}
+    return self.child_module(g), variables, g
+
+  def child_module(self, genotype):
+    return choice_space.ChoiceNet(self.space, self.num_classes, tuple(genotype),
+                                  bn_axis_name=None)
+
+
+@base.STRATEGIES.register('dsnas')
+class DSNAS(base.Search, base.FixedGenotype, ChoiceStrategy):
+  """Single-path search over a choice space (dha_jax/nas/base.py's contract). With
+  config.nas.genotype (or random_genotype) the same name trains that one genotype: the
+  constructor gives a choice_fixed.ChoiceFixed, so the configs and checkpoints of the
+  'random' and 'sequential' variants keep strategy 'dsnas'."""
+  fixed_counterpart = 'dsnas'
   added_fields = {'path_groups': 0}
   may_differ = ('max_search_fraction',)
-  default_config = staticmethod(default_config)
+
+  def __new__(cls, config, num_classes, image_shape):
+    nas_config = config.nas
+    if cls is DSNAS and (tuple(nas_config.get('genotype', ())) or
+                         nas_config.get('random_genotype', False)):
+      fixed = base.STRATEGIES.get('choice_fixed')
+      strategy = object.__new__(fixed)
+      strategy.__init__(config, num_classes, image_shape)
+      return strategy
+    return super().__new__(cls)
 
   @classmethod
   def configure_random(cls, nas_config):
@@ -118,56 +191,20 @@ class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
     return '--config.nas.genotype=(' + ','.join(str(int(i)) for i in genotype) + ',)'
 
   def __init__(self, config, num_classes, image_shape):
-    self.cfg = n = settings(config.nas)
-    self.space = choice_space.build(n, config.model.bn_momentum)
-    L, K = self.space.num_layers, self.space.num_choices
-    self.mask = self.space.mask  # [L, K]: the candidates each layer may take
-    self.genotype = tuple(int(g) for g in n.genotype) or None
-    if self.genotype and (len(self.genotype) != L or max(self.genotype) >= K):
-      raise ValueError(f'config.nas.genotype needs {L} indices in [0, {K})')
-    if self.genotype and not all(self.mask[l, g] for l, g in enumerate(self.genotype)):
-      bad = [l for l, g in enumerate(self.genotype) if not self.mask[l, g]]
-      raise ValueError(f'config.nas.genotype: layers {bad} take a candidate their layer '
-                       f'does not allow (e.g. skip in the first block of a stage)')
-    self.num_classes = num_classes
-    self.costs = choice_space.count_costs(self.space, tuple(image_shape), num_classes)
-    if n.random_genotype:  # the random control: drawn with the run's seed, within budget
-      if self.genotype:
-        raise ValueError('config.nas.random_genotype=True and config.nas.genotype are '
-                         'exclusive: set one of them')
-      gen = np.random.default_rng([int(config.seed), 5])
-      cost = {'flops': 0, 'params': 1}[n.resource]
-      options = [np.flatnonzero(m) for m in self.mask]  # uniform over allowed candidates
-      self.genotype = random_control.draw_within_budget(
-          lambda: tuple(int(o[i]) for o, i in zip(options, gen.integers(
-              [len(o) for o in options]))),
-          lambda g: self.costs.of(list(g))[cost], float(n.budget), 'config.nas.budget')
-    self.execution = auto_execution() if n.execution == 'auto' else n.execution
-    self.path_groups = int(n.path_groups)
-    if self.path_groups < 0 or (self.path_groups and self.execution == 'masked'):
-      raise ValueError(f'config.nas.path_groups={n.path_groups}: use 0 (a path per device) '
-                       "or a positive count with a single-path execution (not 'masked')")
+    super().__init__(config, num_classes, image_shape)
     self.rng_scope = 'global' if self.path_groups else 'device'
-    self.max_search_fraction = float(n.max_search_fraction)
-    self.net = choice_space.ChoiceNet(self.space, num_classes, self.genotype)
+    self.max_search_fraction = float(self.cfg.max_search_fraction)
+    self.net = choice_space.ChoiceNet(self.space, num_classes, None)
 
   def program_key(self):
-    """The fixed child's genotype (drawn from config.seed for the random control)."""
-    return self.genotype
+    return None
 
   # ------------------------------------------------------------------ in the step
 
   def init(self, rng, dummy):
     k_net, k_alpha = jax.random.split(rng)
     L, K = self.space.num_layers, self.space.num_choices
-    # filled on the host from one abstract trace (host_init): eager init was a compile
-    # per parameter shape (the ImageNet SPOS supernet 48 s here, the suite's 2-layer one
-    # 12.7 s)
-    v = host_init.variables(lambda x: self.net.init(jax.random.PRNGKey(0), x,
-                                                    jnp.zeros(L, jnp.int32), None,
-                                                    train=False), k_net, dummy)
-    if self.genotype:
-      return v['params'], v.get('batch_stats', {}), {}, {}
+    v = self._init_variables(k_net, dummy)
     alpha = self.cfg.alpha_init_mean + self.cfg.alpha_init_std * jax.random.normal(
         k_alpha, (L, K))
     # A forbidden candidate's logit: exp() of it is exactly 0 in float32, so it is never
@@ -195,21 +232,12 @@ class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
     return jnp.where(nas_state['fixed'], nas_state['choice'], s).astype(jnp.int32)
 
   def forward(self, net, batch_stats, choices, scales, images, train, space=None):
-    """The static child (genotype) or the supernet on the path `choices`."""
+    """The supernet on the path `choices`."""
     variables = {'params': net, 'batch_stats': batch_stats}
-    if not self.genotype:
-      return choice_space.forward(space or self.space, self.num_classes, variables, images,
-                                  choices, scales, train, self.execution)
-    m = self.net if space is None else self.net.clone(space=space)
-    if train:
-      logits, new = m.apply(variables, images, train=True, mutable=['batch_stats'])
-      return logits, new['batch_stats']
-    return m.apply(variables, images, train=False), batch_stats
+    return choice_space.forward(space or self.space, self.num_classes, variables, images,
+                                choices, scales, train, self.execution)
 
   def apply(self, net, batch_stats, arch, nas_state, images, rng, train):
-    if self.genotype:
-      logits, bs = self.forward(net, batch_stats, None, None, images, train)
-      return logits, bs, {}
     if train and self.path_groups:  # [groups of this device, L]
       keys = jax.vmap(lambda g: jax.random.fold_in(rng, g))(self._groups(images.shape[0]))
       s = jax.vmap(lambda k: self.choose(arch, nas_state, k))(keys)
@@ -233,7 +261,7 @@ class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
 
   def arch_loss(self, arch, nas_state, aux):
     """Eq. (1)'s constraint: weight * E_p[cost] / budget while the sample exceeds it."""
-    if self.genotype or not self.cfg.budget:
+    if not self.cfg.budget:
       return jnp.zeros(())
     table, fixed = self.costs.table(self.cfg.resource)
     table = jnp.asarray(table, jnp.float32)
@@ -247,32 +275,22 @@ class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
                               0.0))
 
   def optimizer(self):
-    if self.genotype:
-      return optax.identity()
     return frozen_while_zero(optim.group_optimizer(self.cfg.optimizer))
 
   def searching(self, nas_state):
-    if self.genotype:
-      return jnp.zeros((), bool)
     return ~jnp.all(nas_state['fixed'])
 
   def keep_fixed(self, old_arch, new_arch, nas_state):
-    if self.genotype:
-      return new_arch
     keep = nas_state['fixed'][:, None] | ~self._active(nas_state)
     return {'alpha': jnp.where(keep, old_arch['alpha'], new_arch['alpha'])}
 
   def after_step(self, nas_state, aux):
-    if self.genotype:
-      return nas_state
     return dict(nas_state, step=nas_state['step'] + 1)
 
   # ------------------------------------------------------------------ on the host
 
   def end_of_epoch(self, state, epoch):
     """Early fix (top1 - top2 >= threshold) and the end of the search at search_epochs."""
-    if self.genotype:
-      return state
     ns = jax.device_get(state.nas_state)
     fixed, choice = np.array(ns['fixed']), np.array(ns['choice'])
     p = np.asarray(jax.nn.softmax(jax.device_get(state.params['arch']['alpha']), -1))
@@ -287,8 +305,6 @@ class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
 
   def stop_search(self, state):
     """Every layer still searching fixed at its argmax (the search cap, docs/method.md 3c)."""
-    if self.genotype:
-      return state
     ns = jax.device_get(state.nas_state)
     p = np.asarray(jax.device_get(state.params['arch']['alpha']))
     fixed = np.asarray(ns['fixed'])
@@ -297,55 +313,27 @@ class DSNAS(base.Search, base.FixedGenotype, base.Strategy):
     return _with_nas_state(state, host)
 
   def genotype_of(self, arch, nas_state):
-    if self.genotype:
-      return list(self.genotype)
     ns = jax.device_get(nas_state)
     arg = np.argmax(np.asarray(jax.device_get(arch['alpha'])), -1)
     return [int(g) for g in np.where(ns['fixed'], ns['choice'], arg)]
 
   def metrics(self, arch, nas_state):
-    g = self.genotype_of(arch, nas_state)
-    out = {'nas/genotype': ''.join(str(i) for i in g),
-           'nas/child_mflops': self.costs.of(g)[0] / 1e6}
-    if self.genotype:
-      return out
+    out = super().metrics(arch, nas_state)
     p = np.asarray(jax.nn.softmax(jax.device_get(arch['alpha']), -1))
     out['nas/fixed_layers'] = int(np.sum(jax.device_get(nas_state['fixed'])))
     out['nas/mean_max_prob'] = float(p.max(-1).mean())
     out.update({f'nas/max_prob/{l}': float(v) for l, v in enumerate(p.max(-1))})
     return out
 
-  def summary(self, arch, nas_state):
-    g = self.genotype_of(arch, nas_state)
-    out = {'genotype': g, 'genotype_names': [self.space.choices[i] for i in g],
-           'space': self.space.name}
-    flops, params = self.costs.of(g)
-    out.update(flops=flops, params=params)
-    if not self.genotype:
-      out['probabilities'] = np.asarray(
-          jax.nn.softmax(jax.device_get(arch['alpha']), -1)).round(4).tolist()
-      out['fixed'] = np.asarray(jax.device_get(nas_state['fixed'])).tolist()
-    return {'architecture': out, 'child_mflops': out.get('flops', 0) / 1e6,
-            'child_mparams': out.get('params', 0) / 1e6}
+  def _architecture(self, arch, nas_state):
+    out = super()._architecture(arch, nas_state)
+    out['probabilities'] = np.asarray(
+        jax.nn.softmax(jax.device_get(arch['alpha']), -1)).round(4).tolist()
+    out['fixed'] = np.asarray(jax.device_get(nas_state['fixed'])).tolist()
+    return out
 
   def pictures(self, arch, nas_state):
     """{'arch': heat map of p(alpha) per layer, the current genotype marked}."""
-    if self.genotype:
-      return {}
     p = np.asarray(jax.nn.softmax(jax.device_get(arch['alpha']), -1))
     return {'arch': choice_space.probability_figure(p, self.space.choices,
                                                     self.genotype_of(arch, nas_state))}
-
-  # ------------------------------------------------------------- the derived child
-
-  def child(self, state):
-    """(module, variables, genotype) of the derived child: a plain ChoiceNet with a fixed
-    genotype and the searched weights restricted to its blocks."""
-    g = self.genotype_of(state.params['arch'], state.nas_state)
-    variables = {'params': choice_space.child_variables(state.params['net'], g),
-                 'batch_stats': choice_space.child_variables(state.batch_stats, g)}
-    return self.child_module(g), variables, g
-
-  def child_module(self, genotype):
-    return choice_space.ChoiceNet(self.space, self.num_classes, tuple(genotype),
-                                  bn_axis_name=None)
