@@ -13,7 +13,7 @@ augmentation) on the offline digits set: ~97% test accuracy in well under a minu
 
 import ml_collections
 
-from dha_jax.augment import ops
+from dha_jax.augment import base as augment_base
 from dha_jax.core import compile_cache
 from dha_jax.hpo import hypergrad
 
@@ -99,26 +99,9 @@ def get_config():
   c.label_smoothing = 0.0
 
   # ---- the AutoML components (each can be off) ---------------------------------------
-  c.policy = pol = ml_collections.ConfigDict()  # augmentation policy tau (dha_jax/augment)
-  pol.name = 'none'          # 'none' (standard only) | 'randaugment' | 'trivialaugment' | 'learned'
-  pol.num_ops = 2            # randaugment: N ops per image
-  pol.magnitude = 0.5        # randaugment: fixed |m| in [0, 1]
-  # randaugment / trivialaugment / learned: the ops drawn from, by name, all 14 by default
-  # (tau is K x K for K of them; dha_jax/augment/op_subset.py). DiffAutoML Table 3's
-  # geometric-only study: --config.policy.ops=ShearX,ShearY,TranslateX,TranslateY
-  pol.ops = ops.OP_NAMES      # the 14, in dha_jax/augment/ops.py's order
-  pol.estimator = 'importance'  # learned: 'importance' (value-1 factor p/stopgrad(p), batch-mean
-  #                               baseline; docs/method.md 2) | 'reference' (the literal L_DA = -mean p*loss)
-  pol.objective = 'train'    # learned: 'train' (the papers' L_DA: raise pairs of high training loss)
-  #                            | 'val' (held-out: first-order d L_val(theta_{t+1}) / d tau through
-  #                            each sample's weight in the step; a val batch and a JVP a step)
-  pol.entropy_weight = 0.0   # learned: lambda of the safeguard L_DA - lambda H(p) (0 = off)
-  pol.temperature = 2.0      # learned: q = softmax((log p + gumbel)/T), one draw per step
-  pol.gumbel = True          # learned: perturb the sampling distribution (False: sample p)
-  pol.magnitude_search = 0.5  # learned: M while alpha is searched, m ~ U[0, M]
-  pol.magnitude_tune = 0.5    # learned: M after the search phase
-  pol.optimizer = ml_collections.ConfigDict(
-      {'name': 'sgd', 'lr': 0.02, 'momentum': 0.9, 'nesterov': True, 'weight_decay': 5e-4})
+  # augmentation policy tau: every field with its default and meaning is in
+  # dha_jax/augment/base.py default_config() (name='none': the standard pre-processing only)
+  c.policy = augment_base.default_config()
   # hyper-parameters eta: every field with its default and meaning is in
   # dha_jax/hpo/hypergrad.py default_config() (enabled=False: eta = config.lr /
   # config.weight_decay x the base schedule)

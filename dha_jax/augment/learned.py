@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dha_jax.augment import base, op_subset, ops
-from dha_jax.core import optim, parallel
+from dha_jax.core import config_util, optim, parallel
 
 ESTIMATORS = ('importance', 'reference')
 OBJECTIVES = ('train', 'val')
@@ -107,19 +107,19 @@ class LearnedPolicy(base.Policy):
   """tau trained with L_DA; see the module docstring."""
 
   def __init__(self, config):
-    self.cfg = config.policy
-    self.estimator = self.cfg.get('estimator', 'importance')  # old configs lack the field
+    self.cfg = config_util.merge(base.default_config(), config.policy, 'config.policy')
+    self.estimator = self.cfg.estimator
     if self.estimator not in ESTIMATORS:
       raise ValueError(f'config.policy.estimator={self.estimator!r} is unknown; choose one '
                        f'of {ESTIMATORS}')
-    objective = self.cfg.get('objective', 'train')
+    objective = self.cfg.objective
     if objective not in OBJECTIVES:
       raise ValueError(f'config.policy.objective={objective!r} is unknown; choose one of '
                        f'{OBJECTIVES}')
     self.objective = 'val' if objective == 'val' else None  # the batch the loop feeds
     for field in ('magnitude_search', 'magnitude_tune'):  # the ops clip m to [0, 1]
-      m = self.cfg.get(field)
-      if m is not None and not 0.0 <= float(m) <= 1.0:
+      m = self.cfg[field]
+      if not 0.0 <= float(m) <= 1.0:
         raise ValueError(f'config.policy.{field}={m!r} is outside [0, 1]: it is the '
                          "largest magnitude as a fraction of each op's full range (1 = the "
                          'range the papers give)')
@@ -145,7 +145,7 @@ class LearnedPolicy(base.Policy):
   def loss(self, tau, aux, losses):
     l_da = policy_loss(tau['tau'], aux['pairs'], losses, self.estimator,
                        axis_name=_bound_data_axis())
-    weight = float(self.cfg.get('entropy_weight', 0.0))
+    weight = float(self.cfg.entropy_weight)
     return l_da - weight * entropy(tau['tau']) if weight else l_da
 
   def optimizer(self):
