@@ -601,3 +601,23 @@ def test_resource_penalty_on_parameters():
   assert float(over) == pytest.approx(2.5 * expected, rel=1e-5)
   want = 2.5 * p * (costs.params - (p * costs.params).sum(-1, keepdims=True)) / budget
   np.testing.assert_allclose(grad['alpha'], want, rtol=1e-4, atol=1e-9)
+
+
+def test_a_genotype_under_the_dsnas_name_builds_the_fixed_child_class():
+  """strategy 'dsnas' with config.nas.genotype (or random_genotype) constructs
+  choice_fixed.ChoiceFixed, which has no search part; without, the DSNAS search; the
+  fixed class alone needs a genotype."""
+  from dha_jax import nas  # pylint: disable=g-import-not-at-top
+  from dha_jax.nas import base, choice_fixed  # pylint: disable=g-import-not-at-top
+  c = _one_layer(0)
+  search = nas.create(c, 10, (8, 8, 1))
+  assert type(search) is dsnas.DSNAS and search.search is search
+  c.nas.genotype = (1,)
+  child = nas.create(c, 10, (8, 8, 1))
+  assert type(child) is choice_fixed.ChoiceFixed and child.search is base.NO_SEARCH
+  assert child.genotype == (1,) and child.program_key() == (1,)
+  c.nas.genotype, c.nas.random_genotype = (), True
+  assert type(nas.create(c, 10, (8, 8, 1))) is choice_fixed.ChoiceFixed
+  c.nas.random_genotype, c.nas.strategy = False, 'choice_fixed'
+  with pytest.raises(ValueError, match='config.nas.genotype is empty'):
+    nas.create(c, 10, (8, 8, 1))
