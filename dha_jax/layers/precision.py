@@ -2,7 +2,7 @@
 
 bfloat16 activations with float32 parameters roughly double a GPU's or TPU's throughput
 (tensor cores / MXU) at no cost in accuracy for these networks; on CPU there is no bf16
-arithmetic unit, so it is only slower there. What stays float32 whatever the setting:
+arithmetic unit, so it is only slower there. What stays float32 under float32 and bfloat16:
 parameters and optimizer state (convolutions cast their float32 kernels per call),
 BatchNorm statistics (reduced in float32), the classifier head and so the logits and
 every loss, tau / alpha / eta and their gradients, and the augmentation (it runs before
