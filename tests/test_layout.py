@@ -50,7 +50,8 @@ def _edges():
   edges = {}
   for d, _, files in os.walk(PACKAGE):
     for f in files:
-      if f.endswith('.py') and not (d == PACKAGE and f == '__init__.py'):  # the top's imports nothing
+      # every module, the packages' __init__ included (the top one imports nothing)
+      if f.endswith('.py') and not (d == PACKAGE and f == '__init__.py'):
         path = os.path.join(d, f)
         edges.setdefault(_unit(path), set()).update(_imports(path) - {_unit(path)})
   return edges
